@@ -1,0 +1,54 @@
+"""Run one harness on one encoder and store one result record (skipping records that exist)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from adapters.encoder import Encoder
+from benchmarks.records import ResultRecord, read_record, record_path, software_versions, write_record
+from benchmarks.registry import Harness
+
+log = logging.getLogger(__name__)
+
+
+def run_harness(
+    harness: Harness,
+    encoder: Encoder,
+    data_root: str | Path,
+    protocol_name: str,
+    protocol: dict[str, Any],
+    results_dir: str | Path,
+    rerun: bool = False,
+    options: dict[str, Any] | None = None,
+) -> tuple[ResultRecord, Path, bool]:
+    """Evaluate and write the record; returns (record, path, computed). An existing record is reused."""
+    path = record_path(results_dir, encoder.name, harness.name, protocol_name, protocol)
+    if path.exists() and not rerun:
+        log.info("skip %s (exists; --rerun to recompute)", path)
+        return read_record(path), path, False
+    data_root = Path(data_root)
+    start = time.perf_counter()
+    ev = harness.evaluate(encoder, data_root, protocol, dict(options or {}))
+    wall = time.perf_counter() - start
+    record = ResultRecord(
+        model=encoder.name,
+        spec=encoder.spec,
+        fingerprint=encoder.fingerprint,
+        benchmark=harness.name,
+        protocol_name=protocol_name,
+        protocol=protocol,
+        dataset_root=str(data_root.resolve()),
+        split=ev.split,
+        num_samples=ev.num_samples,
+        metrics=ev.metrics,
+        wall_time_s=round(wall, 3),
+        images_per_s=round(ev.images_processed / wall, 3) if wall > 0 else 0.0,
+        extra=ev.extra,
+        versions=software_versions(),
+    )
+    path = write_record(results_dir, record)
+    log.info("wrote %s", path)
+    return record, path, True

@@ -1,0 +1,1 @@
+"""Data: image-text pipelines (webdataset, CSV) and the synthetic world generator."""
