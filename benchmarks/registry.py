@@ -16,7 +16,12 @@ from silc.errors import UserError
 
 # Built-in harness modules; each calls ``register(...)`` at import. Third-party harnesses register
 # through the ``silc_bench.harnesses`` entry-point group (value: an importable module).
-BUILTIN_HARNESS_MODULES: list[str] = []
+BUILTIN_HARNESS_MODULES: list[str] = [
+    "benchmarks.zeroshot_classification",
+    "benchmarks.retrieval",
+    "benchmarks.fewshot",
+    "benchmarks.detection.harness",
+]
 ENTRY_POINT_GROUP = "silc_bench.harnesses"
 
 _REGISTRY: dict[str, Harness] = {}
@@ -63,6 +68,10 @@ class Harness(ABC):
             if key not in protocol:
                 raise UserError(f"protocol {name!r} of {self.name!r} has no knob {key!r}")
             protocol[key] = value
+        return protocol
+
+    def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
+        """``protocol`` plus what the data and model fix (template hashes, transform); runs before the record path."""
         return protocol
 
     def preflight(self, data_root: Path) -> list[str]:

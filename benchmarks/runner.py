@@ -25,6 +25,7 @@ def run_harness(
     options: dict[str, Any] | None = None,
 ) -> tuple[ResultRecord, Path, bool]:
     """Evaluate and write the record; returns (record, path, computed). An existing record is reused."""
+    protocol = harness.pin_protocol(protocol, encoder, Path(data_root))
     path = record_path(results_dir, encoder.name, harness.name, protocol_name, protocol)
     if path.exists() and not rerun:
         log.info("skip %s (exists; --rerun to recompute)", path)

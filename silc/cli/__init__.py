@@ -15,6 +15,15 @@ from silc.errors import UserError
 COMMAND_MODULES = [
     "silc.cli.data",
     "silc.cli.info",
+    "silc.cli.eval",
+    "silc.cli.clip_benchmark",
+    "silc.cli.run",
+    "silc.cli.table",
+    "silc.cli.plot",
+    "silc.cli.regress",
+    "silc.cli.train",
+    "silc.cli.export",
+    "silc.cli.plot_train",
 ]
 
 

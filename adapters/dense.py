@@ -1,0 +1,141 @@
+"""Dense (per-patch) features of an open_clip ViT image tower in the joint image-text space: four named protocols.
+
+Common prefix, for an input of H x W pixels (multiples of the patch size p; grid h = H/p, w = W/p), exactly
+open_clip's ``VisionTransformer`` up to the last block:
+
+    x = [class_embedding; conv1(image) as h*w tokens] + pos(h, w);  x = ln_pre(x);  x = blocks[0 .. L-2](x)
+
+``pos(h, w)``: the class token's position embedding unchanged, the patch position embeddings laid out on the
+native grid and resized bicubically (``align_corners=False``, no antialiasing) to h x w; at the native grid it is
+the learned table itself. Resized tables are cached per grid size (weights are frozen after loading).
+
+The last block (``ResidualAttentionBlock``) is then run according to the mode. Notation: ``y = ln_1(x)``;
+``q, k, v`` = the block's ``in_proj`` of ``y`` split into ``heads`` heads of width d = width / heads;
+``s = d ** -0.5``; ``Attn(A) = out_proj(concat_heads(A @ v))``; ``ls_1``/``ls_2`` the block's LayerScales
+(identity in CLIP ViTs). Attention runs over all h*w + 1 tokens, class token included.
+
+- ``naive``: the unmodified block: ``z = x + ls_1(Attn(softmax(s q k^T)))``, ``x_L = z + ls_2(mlp(ln_2(z)))``.
+- ``maskclip``: MaskCLIP (Zhou, Loy, Dai, ECCV 2022) as its released code does it (``TransformerEncoderLayer``
+  with ``return_qkv`` in MaskCLIP's ``mmseg/models/backbones/vit.py``): no query-key attention, each token takes
+  its own value path, and the block's residuals and FFN are kept:
+  ``z = x + ls_1(out_proj(v))``, ``x_L = z + ls_2(mlp(ln_2(z)))``. (ClearCLIP's re-implementation named
+  "MaskCLIP" drops the residual and FFN instead; that variant is not this mode.)
+- ``sclip``: SCLIP (Wang, Mei, Yuille, 2023) correlative self-attention as its released code does it
+  (``custom_attn(..., csa=True)`` in SCLIP's ``clip/model.py``): ``A = softmax(s q q^T) + softmax(s k k^T)``
+  (a sum: rows add up to 2), residuals and FFN kept: ``z = x + ls_1(Attn(A))``, ``x_L = z + ls_2(mlp(ln_2(z)))``.
+- ``clearclip``: ClearCLIP (Lan et al., ECCV 2024) as its released code's default (``model_type='ClearCLIP'``,
+  ``ignore_residual=True``, last block only): self-self q-q attention, residual connection and FFN dropped:
+  ``x_L = ls_1(Attn(softmax(s q q^T)))``.
+
+Output of every mode: the patch tokens of ``x_L`` (class token dropped) through ``ln_post`` and ``@ proj``,
+laid out as ``[B, D, h, w]``; the Encoder L2-normalises each location.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from torch import nn
+
+from silc.errors import UserError
+
+
+def unsupported_reason(visual: nn.Module) -> str | None:
+    """Why dense modes cannot run on this image tower, or None for a standard open_clip CLIP ViT."""
+    if not isinstance(visual, VisionTransformer):
+        return (
+            f"the {type(visual).__name__} image tower has no patch tokens (dense modes need an open_clip ViT)"
+        )
+    if visual.attn_pool is not None:
+        return "ViTs with an attentional pooler are not supported"
+    if visual.proj is None:
+        return "the ViT has no output projection into the joint space"
+    for block in visual.transformer.resblocks:
+        if not isinstance(block, ResidualAttentionBlock):
+            return f"{type(block).__name__} blocks (qk-norm, scaled cosine attention, ...) are not supported"
+        attn = block.attn
+        if (
+            not isinstance(attn, nn.MultiheadAttention)
+            or not attn._qkv_same_embed_dim
+            or attn.bias_k is not None
+            or attn.add_zero_attn
+        ):
+            return "only standard nn.MultiheadAttention blocks are supported"
+    return None
+
+
+def position_embedding(
+    visual: VisionTransformer, grid: tuple[int, int], cache: dict[tuple[int, int], torch.Tensor]
+) -> torch.Tensor:
+    """``[1 + h*w, width]`` position embeddings for a token grid of ``grid`` = (h, w) (bicubic resize, cached)."""
+    table = visual.positional_embedding
+    native = tuple(visual.grid_size)
+    if grid == native:
+        return table
+    if grid not in cache:
+        patches = table[1:].reshape(1, native[0], native[1], -1).permute(0, 3, 1, 2)
+        patches = F.interpolate(patches.float(), size=grid, mode="bicubic", align_corners=False)
+        patches = patches.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1).to(table.dtype)
+        cache[grid] = torch.cat([table[:1], patches], dim=0)
+    return cache[grid]
+
+
+def _run_blocks(visual: VisionTransformer, blocks, x: torch.Tensor) -> torch.Tensor:
+    """Run ``blocks`` on NLD tokens, honouring the transformer's batch_first layout."""
+    batch_first = visual.transformer.batch_first
+    x = x if batch_first else x.transpose(0, 1)
+    for block in blocks:
+        x = block(x)
+    return x if batch_first else x.transpose(0, 1)
+
+
+def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    b, n, c = t.shape
+    return t.reshape(b, n, heads, c // heads).transpose(1, 2)
+
+
+def _last_block(block: ResidualAttentionBlock, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """The last block's output under a modified-attention mode (maskclip, sclip, clearclip) on NLD tokens."""
+    attn = block.attn
+    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    if mode == "maskclip":
+        mixed = v
+    else:
+        heads = attn.num_heads
+        scale = (q.shape[-1] // heads) ** -0.5
+        q, k, v = (_split_heads(t, heads) for t in (q, k, v))
+        weights = torch.softmax(scale * q @ q.transpose(-1, -2), dim=-1)
+        if mode == "sclip":
+            weights = weights + torch.softmax(scale * k @ k.transpose(-1, -2), dim=-1)
+        mixed = (weights @ v).transpose(1, 2).flatten(2)
+    out = block.ls_1(attn.out_proj(mixed))
+    if mode == "clearclip":
+        return out
+    z = x + out
+    return z + block.ls_2(block.mlp(block.ln_2(z)))
+
+
+def dense_tokens(
+    visual: VisionTransformer, images: torch.Tensor, mode: str, cache: dict[tuple[int, int], torch.Tensor]
+) -> torch.Tensor:
+    """``[B, 3, H, W]`` -> ``[B, D, H/p, W/p]`` un-normalised joint-space patch features of ``mode``."""
+    b, _, height, width = images.shape
+    ph, pw = visual.patch_size
+    if height % ph or width % pw:
+        raise UserError(
+            f"dense input of {height}x{width} pixels: height and width must be multiples of {ph}x{pw}"
+        )
+    x = visual.conv1(images.to(visual.conv1.weight.dtype))
+    grid = (x.shape[-2], x.shape[-1])
+    x = x.flatten(2).transpose(1, 2)
+    cls = visual.class_embedding.to(x.dtype).expand(b, 1, -1)
+    x = torch.cat([cls, x], dim=1) + position_embedding(visual, grid, cache).to(x.dtype)
+    x = visual.ln_pre(visual.patch_dropout(x))
+    blocks = visual.transformer.resblocks
+    if mode == "naive":
+        x = _run_blocks(visual, blocks, x)
+    else:
+        x = _last_block(blocks[-1], _run_blocks(visual, blocks[:-1], x), mode)
+    tokens = visual.ln_post(x[:, 1:]) @ visual.proj
+    return tokens.transpose(1, 2).reshape(b, -1, *grid)

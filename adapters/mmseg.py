@@ -1,0 +1,303 @@
+"""A training-free zero-shot segmentor registered in mmseg's ``MODELS``: any Encoder's dense features vs text.
+
+Per image: all slide windows go through ``encode_dense`` in one forward; cosine logits x logit scale at patch
+resolution; then upsampling to each window, stitching (overlaps averaged, as mmseg's ``slide_inference``) and
+resizing to the original image shape, all bilinear with ``align_corners=False``. Those steps are linear and
+separable per axis, so they are applied as two small matrix products per image (exactly the same maps up to
+float rounding) instead of full-resolution interpolations per window.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import PixelData
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.registry import DATASETS, MODELS
+from torch import Tensor
+
+from adapters.class_queries import as_synonym_lists, query_embeddings, read_names_file, resolve_templates
+from adapters.encoder import DENSE_MODES, Encoder
+from silc.errors import UserError
+
+_CHUNK_ELEMENTS = 1 << 24  # row chunks of the full-resolution logits stay under 64 MB (float32)
+
+
+def window_starts(size: int, crop: int, stride: int) -> list[int]:
+    """Window start offsets along one axis, placed exactly as mmseg's ``EncoderDecoder.slide_inference``."""
+    crop = min(crop, size)
+    count = max(size - crop + stride - 1, 0) // stride + 1
+    return [max(min(i * stride + crop, size) - crop, 0) for i in range(count)]
+
+
+def interpolation_matrix(n_in: int, n_out: int) -> Tensor:
+    """``[n_out, n_in]`` weights of 1-D linear resizing with ``align_corners=False`` (as F.interpolate)."""
+    eye = torch.eye(n_in, dtype=torch.float64)[None]
+    return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[0].T
+
+
+@lru_cache(maxsize=256)
+def axis_operator(size: int, out_size: int, crop: int, stride: int, patch: int) -> Tensor:
+    """``[out_size, windows * cells]``: patch-grid logits of every window along one axis -> upsampled to the
+    (patch-padded) window, stitched into the ``size``-long axis with overlaps averaged, resized to ``out_size``."""
+    starts = window_starts(size, crop, stride)
+    win = min(crop, size)
+    cells = math.ceil(win / patch)
+    up = interpolation_matrix(cells, cells * patch)[:win]
+    stitched = torch.zeros(size, len(starts) * cells, dtype=torch.float64)
+    count = torch.zeros(size, 1, dtype=torch.float64)
+    for k, start in enumerate(starts):
+        stitched[start : start + win, k * cells : (k + 1) * cells] = up
+        count[start : start + win] += 1
+    return (interpolation_matrix(size, out_size) @ (stitched / count)).float()
+
+
+def class_names_from(source: str | Sequence | dict) -> list[list[str]]:
+    """Class synonym lists from ``dict(dataset='ADE20KDataset')`` (an mmseg dataset's METAINFO), a names file
+    path (one class per line, comma-separated synonyms) or a list of names / synonym lists."""
+    if isinstance(source, dict):
+        if set(source) != {"dataset"}:
+            raise UserError(f"class_names: expected dict(dataset=<mmseg dataset type>), got {source!r}")
+        dataset_cls = DATASETS.get(source["dataset"])
+        if dataset_cls is None or not dataset_cls.METAINFO.get("classes"):
+            raise UserError(
+                f"class_names: {source['dataset']!r} is not an mmseg dataset with METAINFO classes"
+            )
+        return as_synonym_lists(dataset_cls.METAINFO["classes"])
+    if isinstance(source, str):
+        return read_names_file(source)
+    return as_synonym_lists(source)
+
+
+def _preprocessor(cfg: dict | None, encoder: Encoder) -> torch.nn.Module:
+    """mmseg's SegDataPreProcessor normalising with the encoder's own mean/std (given values must agree)."""
+    cfg = {"type": "SegDataPreProcessor", **(cfg or {})}
+    for key, values in (("mean", encoder.mean), ("std", encoder.std)):
+        want = [255.0 * v for v in values]
+        given = cfg.get(key)
+        if given is not None and (
+            len(given) != 3 or any(abs(float(g) - w) > 0.01 for g, w in zip(given, want, strict=True))
+        ):
+            raise UserError(
+                f"model.data_preprocessor.{key}: {list(given)} differs from encoder {encoder.name!r} "
+                f"{key} x 255 = {[round(w, 3) for w in want]}; leave it out to use the encoder's"
+            )
+        cfg[key] = want
+    cfg.setdefault("bgr_to_rgb", True)  # mmcv's LoadImageFromFile decodes BGR
+    return MODELS.build(cfg)
+
+
+@MODELS.register_module()
+class ZeroShotSegmentor(BaseSegmentor):
+    """Dense zero-shot segmentation from an Encoder: ``encode_dense(mode)`` vs class text embeddings.
+
+    Args:
+        encoder: an Encoder SPEC for ``adapters.load_encoder`` or an Encoder instance.
+        class_names: see :func:`class_names_from`; a class with synonyms scores the max over them.
+        templates: ``openai80`` / ``simple7`` / ``identity``, a templates file, or a list of templates.
+        dense_mode: one of ``adapters.encoder.DENSE_MODES``.
+        crop_size, stride: slide-window size and step, in pixels of the resized image.
+        logit_scale: multiplies the cosine logits (default: the encoder's); matters for ``bg_threshold``.
+        bg_threshold: pixels whose top class probability (softmax over all queries) is below it get
+            ``bg_index`` (datasets with a background class).
+        max_windows_per_forward: cap on windows per encoder call (default: all windows of the batch at once).
+    """
+
+    def __init__(
+        self,
+        encoder: str | Encoder,
+        class_names: str | Sequence | dict,
+        templates: str | Sequence[str] = "openai80",
+        dense_mode: str = "naive",
+        crop_size: int = 448,
+        stride: int = 224,
+        logit_scale: float | None = None,
+        bg_threshold: float | None = None,
+        bg_index: int = 0,
+        max_windows_per_forward: int | None = None,
+        device: str | None = None,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
+        if isinstance(encoder, str):
+            from mmengine.device import get_device
+
+            from adapters import load_encoder
+
+            encoder = load_encoder(encoder, device=device or get_device())
+        if dense_mode not in DENSE_MODES:
+            raise UserError(f"dense mode {dense_mode!r}: expected one of {', '.join(DENSE_MODES)}")
+        if encoder.patch_size is None:
+            raise UserError(f"encoder {encoder.name!r} has no patch grid: dense modes are unsupported")
+        if crop_size < 1 or stride < 1:
+            raise UserError(f"crop_size and stride must be positive, got {crop_size} and {stride}")
+        super().__init__(data_preprocessor=_preprocessor(data_preprocessor, encoder), init_cfg=init_cfg)
+        self.encoder = encoder
+        self.dense_mode = dense_mode
+        self.crop_size = int(crop_size)
+        self.stride = int(stride)
+        self.logit_scale = float(encoder.logit_scale if logit_scale is None else logit_scale)
+        self.bg_threshold = bg_threshold
+        self.bg_index = bg_index
+        self.max_windows_per_forward = max_windows_per_forward
+        self.classes = class_names_from(class_names)
+        self.templates = resolve_templates(templates)
+        queries, owner = query_embeddings(encoder, self.classes, self.templates)
+        self.register_buffer("queries", queries, persistent=False)
+        self.register_buffer("query_owner", owner, persistent=False)
+        self.has_synonyms = len(owner) > len(self.classes)
+        self.timing = {"encoder_s": 0.0, "predict_s": 0.0, "images": 0, "windows": 0}
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output classes (the dataset's)."""
+        return len(self.classes)
+
+    # -- encoder side ------------------------------------------------------------------------------------
+
+    def _windows(self, image: Tensor) -> tuple[Tensor, int, int]:
+        """All slide windows of ``[3, H, W]`` zero-padded to whole patches: ``([n, 3, h, w], rows, cols)``."""
+        _, height, width = image.shape
+        ys = window_starts(height, self.crop_size, self.stride)
+        xs = window_starts(width, self.crop_size, self.stride)
+        win_h, win_w = min(self.crop_size, height), min(self.crop_size, width)
+        patch = self.encoder.patch_size
+        pad = (0, math.ceil(win_w / patch) * patch - win_w, 0, math.ceil(win_h / patch) * patch - win_h)
+        crops = [image[:, y : y + win_h, x : x + win_w] for y in ys for x in xs]
+        return F.pad(torch.stack(crops), pad), len(ys), len(xs)
+
+    def _encode(self, windows: Tensor) -> Tensor:
+        """Dense features of ``windows`` through the encoder, timed (in chunks only when capped)."""
+        step = self.max_windows_per_forward or len(windows)
+        start = time.perf_counter()
+        feats = torch.cat(
+            [
+                self.encoder.encode_dense(windows[i : i + step], self.dense_mode)
+                for i in range(0, len(windows), step)
+            ]
+        )
+        if feats.is_cuda:
+            torch.cuda.synchronize(feats.device)
+        self.timing["encoder_s"] += time.perf_counter() - start
+        self.timing["windows"] += len(windows)
+        expected = tuple(s // self.encoder.patch_size for s in windows.shape[-2:])
+        if feats.dim() != 4 or tuple(feats.shape[-2:]) != expected:
+            raise RuntimeError(
+                f"encoder {self.encoder.name!r}.encode_dense returned {tuple(feats.shape)} for windows "
+                f"{tuple(windows.shape)}; expected [n, D, {expected[0]}, {expected[1]}]"
+            )
+        return feats
+
+    @torch.no_grad()
+    def grid_logits(self, inputs: Tensor, img_shapes: Sequence[tuple[int, int]]) -> list[Tensor]:
+        """Per image, ``[Q, rows * cells_h, cols * cells_w]``: the scaled cosine logits of every window at
+        patch resolution, windows laid side by side in their grid order."""
+        device = self.encoder.device
+        images = [inputs[i, :, :h, :w].to(device) for i, (h, w) in enumerate(img_shapes)]
+        per_image = [self._windows(image) for image in images]
+        if len({tuple(w.shape) for w, _, _ in per_image}) == 1:
+            feats = self._encode(torch.cat([w for w, _, _ in per_image])).split(
+                [len(w) for w, _, _ in per_image]
+            )
+        else:
+            feats = [self._encode(w) for w, _, _ in per_image]
+        queries = self.queries.to(device=device, dtype=feats[0].dtype)
+        grids = []
+        for f, (_, rows, cols) in zip(feats, per_image, strict=True):
+            logits = torch.einsum("ndhw,qd->nqhw", f, queries).float() * self.logit_scale
+            n, q, ch, cw = logits.shape
+            grids.append(
+                logits.view(rows, cols, q, ch, cw).permute(2, 0, 3, 1, 4).reshape(q, rows * ch, cols * cw)
+            )
+        return grids
+
+    # -- decoding ----------------------------------------------------------------------------------------
+
+    def _row_chunks(
+        self, grid: Tensor, size: tuple[int, int], out_size: tuple[int, int]
+    ) -> Iterator[tuple[slice, Tensor, Tensor]]:
+        """Yield ``(rows, class logits [C, r, W0], query logits [Q, r, W0])`` of the image resized to
+        ``out_size``, in row chunks of bounded memory."""
+        patch = self.encoder.patch_size
+        op_y = axis_operator(size[0], out_size[0], self.crop_size, self.stride, patch).to(grid.device)
+        op_x = axis_operator(size[1], out_size[1], self.crop_size, self.stride, patch).to(grid.device)
+        across = torch.matmul(grid, op_x.T)  # [Q, rows*cells_h, W0]
+        step = max(1, _CHUNK_ELEMENTS // (grid.shape[0] * out_size[1]))
+        owner = self.query_owner.to(grid.device)
+        for top in range(0, out_size[0], step):
+            rows = slice(top, min(top + step, out_size[0]))
+            query_logits = torch.matmul(op_y[rows], across)
+            if self.has_synonyms:
+                class_logits = query_logits.new_empty((self.num_classes, *query_logits.shape[1:]))
+                class_logits.index_reduce_(0, owner, query_logits, "amax", include_self=False)
+            else:
+                class_logits = query_logits
+            yield rows, class_logits, query_logits
+
+    def _predict_labels(self, grid: Tensor, size: tuple[int, int], out_size: tuple[int, int]) -> Tensor:
+        """``[H0, W0]`` class indices (background threshold applied when set)."""
+        labels = torch.empty(out_size, dtype=torch.long, device=grid.device)
+        for rows, class_logits, query_logits in self._row_chunks(grid, size, out_size):
+            best, labels[rows] = class_logits.max(dim=0)
+            if self.bg_threshold is not None:
+                top_prob = torch.exp(best - torch.logsumexp(query_logits, dim=0))
+                labels[rows][top_prob < self.bg_threshold] = self.bg_index
+        return labels
+
+    def class_logits(self, inputs: Tensor, img_shapes: Sequence[tuple[int, int]], out_sizes) -> list[Tensor]:
+        """Per image ``[C, H0, W0]`` class logits (max over synonyms) resized to ``out_sizes``."""
+        grids = self.grid_logits(inputs, img_shapes)
+        return [
+            torch.cat([c for _, c, _ in self._row_chunks(g, tuple(s), tuple(o))], dim=1)
+            for g, s, o in zip(grids, img_shapes, out_sizes, strict=True)
+        ]
+
+    # -- mmseg BaseSegmentor API -------------------------------------------------------------------------
+
+    @staticmethod
+    def _metas(inputs: Tensor, data_samples) -> list[dict[str, Any]]:
+        if data_samples is None:
+            shape = tuple(inputs.shape[-2:])
+            return [{"img_shape": shape, "ori_shape": shape}] * inputs.shape[0]
+        metas = [s.metainfo for s in data_samples]
+        if any(m.get("flip") for m in metas):
+            raise UserError("ZeroShotSegmentor: flip test-time augmentation is not supported")
+        return metas
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, data_samples=None):
+        """Predicted labels at each image's original shape, as ``pred_sem_seg`` of SegDataSamples."""
+        from mmseg.structures import SegDataSample
+
+        start = time.perf_counter()
+        metas = self._metas(inputs, data_samples)
+        shapes = [tuple(m["img_shape"][:2]) for m in metas]
+        grids = self.grid_logits(inputs, shapes)
+        data_samples = data_samples if data_samples is not None else [SegDataSample() for _ in metas]
+        for sample, grid, shape, meta in zip(data_samples, grids, shapes, metas, strict=True):
+            labels = self._predict_labels(grid, shape, tuple(meta["ori_shape"][:2]))
+            sample.set_data({"pred_sem_seg": PixelData(data=labels[None])})
+        self.timing["images"] += len(metas)
+        self.timing["predict_s"] += time.perf_counter() - start
+        return data_samples
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
+        """``[B, C, H, W]`` class logits at the input (resized image) resolution."""
+        shapes = [tuple(m["img_shape"][:2]) for m in batch_img_metas]
+        return torch.stack(self.class_logits(inputs, shapes, shapes))
+
+    def _forward(self, inputs: Tensor, data_samples=None) -> Tensor:
+        return self.encode_decode(inputs, self._metas(inputs, data_samples))
+
+    def extract_feat(self, inputs: Tensor) -> Tensor:
+        """The encoder's dense features of ``inputs`` in this segmentor's mode."""
+        return self.encoder.encode_dense(inputs.to(self.encoder.device), self.dense_mode)
+
+    def loss(self, inputs: Tensor, data_samples) -> dict:
+        raise NotImplementedError("ZeroShotSegmentor is training-free: it has no loss")

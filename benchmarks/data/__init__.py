@@ -1,0 +1,1 @@
+"""Data files shipped with the benchmarks (e.g. the OV-COCO split)."""

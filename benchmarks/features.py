@@ -1,0 +1,240 @@
+"""Batched feature extraction through the Encoder contract, with an on-disk cache shared by all harnesses.
+
+A cache entry is keyed by (weights fingerprint, dataset fingerprint, transform, dense mode, precision) for images
+and by (weights fingerprint, texts, precision) for texts, so a second run, or few-shot and zero-shot on the same
+images, encodes nothing. Entries are written atomically with a sha256 of their tensor; a corrupt entry is
+detected on read, removed and recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from adapters.encoder import Encoder
+from benchmarks.readers.images import ImageDataset, ImageRef, data_fingerprint
+from silc.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "SILC_BENCH_CACHE"
+PRECISIONS = ("auto", "fp32", "amp-fp16", "amp-bf16")
+_AMP_DTYPES = {"amp-fp16": torch.float16, "amp-bf16": torch.bfloat16}
+
+
+def default_cache_dir() -> Path:
+    """``$SILC_BENCH_CACHE`` when set, else ``~/.cache/silc-bench/features``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "silc-bench" / "features"
+
+
+def describe_transform(transform: Callable) -> str:
+    """A stable text description of an image transform (resize, crop, interpolation, mean, std)."""
+    parts = getattr(transform, "transforms", None)
+    if parts is not None:
+        return "Compose(" + ", ".join(describe_transform(t) for t in parts) + ")"
+    if hasattr(transform, "__qualname__") and not hasattr(transform, "forward"):
+        return transform.__qualname__
+    return re.sub(r"\s+", " ", re.sub(r" at 0x[0-9a-fA-F]+", "", repr(transform))).strip()
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``auto`` becomes ``amp-fp16`` on CUDA and ``fp32`` elsewhere; other values must be known."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "amp-fp16" if torch.device(device).type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for a resolved ``precision`` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AMP_DTYPES[precision])
+
+
+class FeatureCache:
+    """Tensors on disk under ``root/<k[:2]>/<k>.pt``, keyed by the sha256 of a JSON description; ``root=None``
+    disables caching."""
+
+    def __init__(self, root: str | Path | None):
+        self.root = Path(root) if root is not None else None
+
+    @staticmethod
+    def key(parts: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / key[:2] / f"{key}.pt"
+
+    def load(self, parts: dict[str, Any]) -> torch.Tensor | None:
+        """The cached tensor for ``parts``, or None when absent or corrupt (a corrupt entry is removed)."""
+        if self.root is None:
+            return None
+        path = self.path(self.key(parts))
+        if not path.is_file():
+            return None
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            tensor = entry["tensor"]
+            if entry["sha256"] != _tensor_sha256(tensor) or entry["parts"] != json.dumps(parts, sort_keys=True):
+                raise ValueError("checksum mismatch")
+        except Exception as e:  # any unreadable entry is recomputed, never trusted
+            log.warning("feature cache entry %s is corrupt (%s); recomputing", path, e)
+            path.unlink(missing_ok=True)
+            return None
+        return tensor
+
+    def save(self, parts: dict[str, Any], tensor: torch.Tensor) -> None:
+        """Store ``tensor`` for ``parts`` atomically (no-op when caching is disabled)."""
+        if self.root is None:
+            return
+        tensor = tensor.detach().cpu().contiguous()
+        buf = io.BytesIO()
+        entry = {"tensor": tensor, "sha256": _tensor_sha256(tensor), "parts": json.dumps(parts, sort_keys=True)}
+        torch.save(entry, buf)
+        atomic_write_bytes(self.path(self.key(parts)), buf.getvalue())
+
+
+def _tensor_sha256(t: torch.Tensor) -> str:
+    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class Features:
+    """Encoded features and how they were obtained."""
+
+    tensor: torch.Tensor  # float32, on CPU
+    from_cache: bool
+    encoded: int  # items that went through the encoder in this call
+
+
+@dataclass
+class EncodeSettings:
+    """How to run the encoder: resolved precision, batching, loader workers, and the cache."""
+
+    precision: str
+    batch_size: int = 64
+    workers: int = 2
+    cache: FeatureCache | None = None
+
+
+def image_parts(encoder: Encoder, refs: Sequence[ImageRef], root: str | Path, precision: str,
+                mode: str | None = None) -> dict[str, Any]:
+    """The cache key parts of an image set: weights, data (stat fingerprint), transform, dense mode, precision."""
+    return {
+        "kind": "image",
+        "weights": encoder.fingerprint,
+        "data": data_fingerprint(refs, root),
+        "count": len(refs),
+        "transform": describe_transform(encoder.preprocess),
+        "mode": mode or "global",
+        "precision": precision,
+    }
+
+
+def encode_images(encoder: Encoder, refs: Sequence[ImageRef], root: str | Path, settings: EncodeSettings,
+                  mode: str | None = None, desc: str = "images") -> Features:
+    """Normalised global (``mode=None``) or dense features of ``refs``, from the cache when present."""
+    cache = settings.cache or FeatureCache(None)
+    parts = image_parts(encoder, refs, root, settings.precision, mode)
+    cached = cache.load(parts)
+    if cached is not None:
+        log.info("%s: %d features from cache", desc, len(refs))
+        return Features(cached, True, 0)
+    tensor = _run_images(encoder, refs, settings, mode, desc)
+    cache.save(parts, tensor)
+    return Features(tensor, False, len(refs))
+
+
+def _loader(refs: Sequence[ImageRef], encoder: Encoder, settings: EncodeSettings) -> Iterator:
+    workers = max(0, int(settings.workers))
+    return iter(
+        DataLoader(
+            ImageDataset(refs, encoder.preprocess),
+            batch_size=settings.batch_size,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=encoder.device.type == "cuda",
+            prefetch_factor=4 if workers else None,
+        )
+    )
+
+
+def _run_images(encoder: Encoder, refs: Sequence[ImageRef], settings: EncodeSettings, mode: str | None,
+                desc: str) -> torch.Tensor:
+    out: torch.Tensor | None = None
+    device = encoder.device
+    n_batches = (len(refs) + settings.batch_size - 1) // settings.batch_size
+    with torch.inference_mode(), autocast(device, settings.precision):
+        for x, idx in tqdm(_loader(refs, encoder, settings), total=n_batches, desc=desc, unit="batch",
+                           disable=None):
+            x = x.to(device, non_blocking=True)
+            f = encoder.encode_image(x) if mode is None else encoder.encode_dense(x, mode)
+            f = F.normalize(f.float(), dim=1).cpu()
+            if out is None:
+                out = torch.empty((len(refs), *f.shape[1:]), dtype=torch.float32)
+            out[idx] = f
+    assert out is not None
+    return out
+
+
+def encode_texts(encoder: Encoder, texts: Sequence[str], settings: EncodeSettings, desc: str = "texts") -> Features:
+    """Normalised text embeddings ``[N, D]`` of ``texts`` in order, from the cache when present."""
+    cache = settings.cache or FeatureCache(None)
+    parts = {
+        "kind": "text",
+        "weights": encoder.fingerprint,
+        "texts": hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest(),
+        "count": len(texts),
+        "precision": settings.precision,
+    }
+    cached = cache.load(parts)
+    if cached is not None:
+        return Features(cached, True, 0)
+    chunk = max(settings.batch_size, 256)
+    outs = []
+    with torch.inference_mode(), autocast(encoder.device, settings.precision):
+        for start in tqdm(range(0, len(texts), chunk), desc=desc, unit="batch", disable=None):
+            tokens = encoder.tokenize(list(texts[start : start + chunk])).to(encoder.device)
+            outs.append(F.normalize(encoder.encode_text(tokens).float(), dim=-1).cpu())
+    tensor = torch.cat(outs) if outs else torch.empty(0, encoder.embed_dim)
+    cache.save(parts, tensor)
+    return Features(tensor, False, len(texts))
+
+
+def settings_from_options(options: dict[str, Any], precision: str) -> EncodeSettings:
+    """Encode settings from harness options (``batch_size``, ``workers``, ``cache_dir``, ``no_cache``)."""
+    cache_dir = None if options.get("no_cache") else (options.get("cache_dir") or default_cache_dir())
+    return EncodeSettings(
+        precision=precision,
+        batch_size=int(options.get("batch_size") or 64),
+        workers=int(options["workers"]) if options.get("workers") is not None else min(4, os.cpu_count() or 1),
+        cache=FeatureCache(cache_dir),
+    )
+
+
+def pin_encoding(protocol: dict[str, Any], encoder: Encoder) -> dict[str, Any]:
+    """Fix the model-dependent knobs of a protocol: the eval transform's description and the resolved precision."""
+    pinned = dict(protocol)
+    pinned["transform"] = describe_transform(encoder.preprocess)
+    pinned["precision"] = resolve_precision(protocol.get("precision", "auto"), encoder.device)
+    return pinned

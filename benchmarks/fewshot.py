@@ -1,0 +1,160 @@
+"""Few-shot linear probe (benchmark ``fewshot``): logistic regression on frozen, normalised global features.
+
+For each seed, k images per class are drawn from the train split (nested: the 1-shot set is inside the 5-shot
+set); scikit-learn's ``LogisticRegression`` (lbfgs, multinomial, L2) is fitted on them, its inverse regularisation
+C chosen from ``c_grid`` by stratified cross-validation on the shots (``min(k, cv_folds)`` folds; k = 1 leaves
+nothing to hold out and uses ``one_shot_c``), then scored on the whole val split. Reported: mean and sample
+standard deviation (ddof=1) of top-1 accuracy over seeds, per k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adapters.encoder import Encoder
+from benchmarks.features import PRECISIONS, encode_images, pin_encoding, settings_from_options
+from benchmarks.readers.classification import ClassificationData, read_class_meta, read_classification
+from benchmarks.registry import Evaluation, Harness, register
+from silc.errors import UserError
+
+
+def sample_shots(labels: list[int], num_classes: int, k_max: int, seed: int) -> list[list[int]]:
+    """Per class, ``k_max`` sample indices in a seeded random order (take a prefix for fewer shots)."""
+    rng = np.random.default_rng(seed)
+    by_class: list[list[int]] = [[] for _ in range(num_classes)]
+    for i, y in enumerate(labels):
+        by_class[y].append(i)
+    return [[idx[j] for j in rng.permutation(len(idx))[:k_max]] for idx in by_class]
+
+
+def fit_probe(x: np.ndarray, y: np.ndarray, c: float, max_iter: int):
+    """A multinomial L2 logistic regression fitted with lbfgs."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=c, solver="lbfgs", max_iter=max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return clf.fit(x, y)
+
+
+def choose_c(x: np.ndarray, y: np.ndarray, k: int, protocol: dict[str, Any], seed: int) -> tuple[float, dict]:
+    """The C with the best mean held-out accuracy over stratified folds of the shots (smallest C on ties)."""
+    folds = min(k, int(protocol["cv_folds"]))
+    if folds < 2:
+        return float(protocol["one_shot_c"]), {}
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores = {}
+    for c in protocol["c_grid"]:
+        accs = []
+        for tr, te in splitter.split(x, y):
+            accs.append(float((fit_probe(x[tr], y[tr], c, protocol["max_iter"]).predict(x[te]) == y[te]).mean()))
+        scores[float(c)] = float(np.mean(accs))
+    best = max(scores.values())
+    return min(c for c, s in scores.items() if s == best), scores
+
+
+class FewShotLinearProbe(Harness):
+    name = "fewshot"
+    description = "few-shot linear probe on frozen normalised features: mean +- std top-1 accuracy over seeds"
+    default_protocol = "linear-probe"
+    protocols = {
+        "linear-probe": {
+            "train_split": "train",
+            "val_split": "val",
+            "shots": [1, 5, 10],
+            "seeds": [0, 1, 2],
+            "solver": "sklearn-lbfgs-multinomial-l2",
+            "c_grid": [0.1, 1.0, 10.0, 100.0, 1000.0],
+            "cv_folds": 3,
+            "one_shot_c": 10.0,
+            "max_iter": 1000,
+            "features": "global-l2-normalised",
+            "transform": "model-eval",
+            "precision": "auto",
+        },
+    }
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--shots", type=int, nargs="+", help="k values (protocol default: 1 5 10)")
+        parser.add_argument("--seeds", type=int, nargs="+", help="sampling seeds (protocol default: 0 1 2)")
+        parser.add_argument("--train-split", help="split the shots come from (default: train)")
+        parser.add_argument("--val-split", help="split scored (default: val)")
+        parser.add_argument("--precision", choices=PRECISIONS, help="fp32 or autocast (protocol knob)")
+
+    def protocol_overrides(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {
+            "shots": args.shots,
+            "seeds": args.seeds,
+            "train_split": args.train_split,
+            "val_split": args.val_split,
+            "precision": args.precision,
+        }
+
+    def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
+        if not protocol["shots"] or any(k < 1 for k in protocol["shots"]) or not protocol["seeds"]:
+            raise UserError(f"shots/seeds: expected positive shot counts and at least one seed, got "
+                            f"{protocol['shots']} / {protocol['seeds']}")
+        meta = read_class_meta(data_root, protocol["val_split"])
+        read_class_meta(data_root, protocol["train_split"])
+        pinned = meta.pinned()
+        return {**pin_encoding(protocol, encoder), "num_classes": pinned["num_classes"],
+                "classnames_sha256": pinned["classnames_sha256"]}
+
+    def evaluate(self, encoder: Encoder, data_root: Path, protocol: dict[str, Any],
+                 options: dict[str, Any]) -> Evaluation:
+        protocol = self.pin_protocol(protocol, encoder, data_root)
+        train = read_classification(data_root, protocol["train_split"])
+        val = read_classification(data_root, protocol["val_split"])
+        if len(train.meta.classnames) != len(val.meta.classnames):
+            raise UserError(f"{data_root}: {protocol['train_split']} has {len(train.meta.classnames)} classes, "
+                            f"{protocol['val_split']} has {len(val.meta.classnames)}")
+        num_classes, k_max = len(train.meta.classnames), max(protocol["shots"])
+        _check_enough(train, k_max)
+        settings = settings_from_options(options, protocol["precision"])
+        shots = {s: sample_shots(train.labels, num_classes, k_max, s) for s in protocol["seeds"]}
+        chosen = sorted({i for per_class in shots.values() for idx in per_class for i in idx})
+        pos = {i: j for j, i in enumerate(chosen)}
+        train_feats = encode_images(encoder, [train.refs[i] for i in chosen], data_root, settings, desc="shots")
+        val_feats = encode_images(encoder, val.refs, data_root, settings, desc=f"{self.name} {val.meta.split}")
+        x_all = train_feats.tensor.double().numpy()
+        x_val, y_val = val_feats.tensor.double().numpy(), np.asarray(val.labels)
+        metrics: dict[str, Any] = {}
+        runs = []
+        for k in protocol["shots"]:
+            accs = []
+            for seed in protocol["seeds"]:
+                idx = [pos[i] for per_class in shots[seed] for i in per_class[:k]]
+                y = np.asarray([train.labels[chosen[j]] for j in idx])
+                x = x_all[idx]
+                c, sweep = choose_c(x, y, k, protocol, seed)
+                acc = float((fit_probe(x, y, c, protocol["max_iter"]).predict(x_val) == y_val).mean())
+                accs.append(acc)
+                runs.append({"k": k, "seed": seed, "C": c, "acc1": acc, "cv_accuracy": sweep})
+            metrics[f"acc1_{k}shot_mean"] = float(np.mean(accs))
+            metrics[f"acc1_{k}shot_std"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
+        extra = {
+            "runs": runs,
+            "num_train_images_encoded": len(chosen),
+            "image_features_from_cache": {"train": train_feats.from_cache, "val": val_feats.from_cache},
+        }
+        return Evaluation(metrics, val.meta.split, len(val.refs), train_feats.encoded + val_feats.encoded, extra)
+
+
+def _check_enough(train: ClassificationData, k: int) -> None:
+    counts = np.bincount(np.asarray(train.labels), minlength=len(train.meta.classnames))
+    short = [i for i, n in enumerate(counts) if n < k]
+    if short:
+        name = train.meta.classnames[short[0]]
+        raise UserError(f"{train.meta.root / train.meta.split}: class {name!r} has {counts[short[0]]} images, "
+                        f"fewer than the {k} shots asked for ({len(short)} such classes); lower --shots")
+
+
+register(FewShotLinearProbe())

@@ -1,0 +1,145 @@
+"""mmseg registrations for the segmentation harness: datasets with derived metainfo, a per-class IoU metric
+that rejects out-of-range labels, and a hook writing image | ground truth | prediction panels."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mmengine.hooks import Hook
+from mmseg.datasets import BaseSegDataset, PascalVOCDataset
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import DATASETS, HOOKS, METRICS
+
+from adapters.class_queries import read_names_file
+from silc.errors import UserError
+from silc.io import atomic_write
+
+
+@DATASETS.register_module()
+class SynthADE20KDataset(BaseSegDataset):
+    """The ADE20K layout with the class list of ``<data_root>/classnames.txt`` (the synthetic world writes one
+    name per line, label value k+1 = line k); 0 is "other" and ignored (``reduce_zero_label``)."""
+
+    def __init__(
+        self,
+        data_root: str,
+        classnames_file: str = "classnames.txt",
+        img_suffix: str = ".jpg",
+        seg_map_suffix: str = ".png",
+        reduce_zero_label: bool = True,
+        metainfo: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        names = read_names_file(Path(data_root) / classnames_file)
+        metainfo = {"classes": tuple(synonyms[0] for synonyms in names), **(metainfo or {})}
+        super().__init__(
+            data_root=data_root,
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            reduce_zero_label=reduce_zero_label,
+            metainfo=metainfo,
+            **kwargs,
+        )
+
+
+@DATASETS.register_module()
+class PascalVOC20Dataset(PascalVOCDataset):
+    """Pascal VOC 2012 without its background class (VOC-20): mmseg's classes/palette minus ``background``,
+    so label 0 (background) and 255 (boundary) are ignored and k becomes k-1 (``reduce_zero_label``)."""
+
+    METAINFO = {
+        "classes": PascalVOCDataset.METAINFO["classes"][1:],
+        "palette": PascalVOCDataset.METAINFO["palette"][1:],
+    }
+
+    def __init__(self, ann_file: str, reduce_zero_label: bool = True, **kwargs: Any) -> None:
+        super().__init__(ann_file=ann_file, reduce_zero_label=reduce_zero_label, **kwargs)
+
+
+@METRICS.register_module()
+class PerClassIoUMetric(IoUMetric):
+    """mmseg's IoUMetric (same mIoU/aAcc/mAcc) that also keeps per-class IoU/Acc in ``per_class`` and fails with
+    a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop them)."""
+
+    def process(self, data_batch: Any, data_samples: Any) -> None:
+        num_classes = len(self.dataset_meta["classes"])
+        for sample in data_samples:
+            label = sample["gt_sem_seg"]["data"]
+            bad = (label >= num_classes) & (label != self.ignore_index) | (label < 0)
+            if bad.any():
+                values = sorted({int(v) for v in label[bad].unique()[:5]})
+                raise UserError(
+                    f"{sample.get('seg_map_path', '<annotation>')}: label value(s) {values} out of range for "
+                    f"{num_classes} classes (after reduce_zero_label={sample.get('reduce_zero_label')}; "
+                    f"ignore index {self.ignore_index})"
+                )
+        super().process(data_batch, data_samples)
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        metrics = super().compute_metrics(results)
+        intersect, union, pred_area, label_area = (sum(column) for column in zip(*results, strict=True))
+        per_class = self.total_area_to_metrics(
+            intersect, union, pred_area, label_area, ["mIoU"], self.nan_to_num, self.beta
+        )
+        self.per_class = {
+            key: [None if np.isnan(v) else float(v) * 100 for v in np.asarray(per_class[key], dtype=float)]
+            for key in ("IoU", "Acc")
+        }
+        self.per_class["pixels"] = [int(v) for v in label_area]
+        return metrics
+
+
+@HOOKS.register_module()
+class SegPanelHook(Hook):
+    """Write the first ``count`` test images as ``image | ground truth | prediction`` PNGs with a legend."""
+
+    def __init__(self, out_dir: str, count: int, max_legend: int = 24) -> None:
+        self.out_dir = Path(out_dir)
+        self.count = count
+        self.max_legend = max_legend
+        self.written: list[Path] = []
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        meta = runner.test_dataloader.dataset.metainfo
+        for sample in outputs or []:
+            if len(self.written) >= self.count:
+                return
+            path = self.out_dir / f"{len(self.written):03d}_{Path(sample.img_path).stem}.png"
+            gt = sample.gt_sem_seg.data[0].cpu().numpy()
+            pred = sample.pred_sem_seg.data[0].cpu().numpy()
+            render_panel(path, sample.img_path, gt, pred, meta["classes"], meta["palette"], self.max_legend)
+            self.written.append(path)
+
+
+def render_panel(
+    path: Path, image_path: str, gt: np.ndarray, pred: np.ndarray, classes, palette, max_legend: int = 24
+) -> Path:
+    """One PNG: the image, the ground truth and the prediction in the dataset palette (ignored pixels black),
+    and a legend of the classes present (by pixel count)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    from PIL import Image
+
+    colors = np.zeros((256, 3), dtype=np.uint8)
+    colors[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    image = np.asarray(Image.open(image_path).convert("RGB"))
+    present = np.bincount(np.concatenate([gt[gt < len(classes)], pred.ravel()]), minlength=len(classes))
+    shown = [k for k in np.argsort(-present, kind="stable") if present[k] > 0][:max_legend]
+    fig = Figure(figsize=(12, 4.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for ax, (title, array) in zip(
+        fig.subplots(1, 3), (("image", image), ("ground truth", colors[gt]), ("prediction", colors[pred])), strict=True
+    ):
+        ax.imshow(array, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    handles = [Patch(color=colors[k] / 255.0, label=str(classes[k]).strip()) for k in shown]
+    fig.legend(handles=handles, loc="lower center", ncol=min(8, max(1, len(handles))), fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.05 + 0.04 * (1 + len(handles) // 8))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))

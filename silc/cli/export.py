@@ -1,0 +1,42 @@
+"""``silc-bench export``: a run's student weights as safetensors plus the open_clip JSON model config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from silc.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a run's student weights to safetensors (+ open_clip JSON config)",
+        description="Write the student's open_clip state_dict to FILE.safetensors and its open_clip model "
+        "config to FILE.json; `open_clip.add_model_config('FILE.json')` then "
+        "`open_clip.create_model_and_transforms('FILE', pretrained='FILE.safetensors')` loads it.",
+    )
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--out", required=True, help="output FILE.safetensors")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from silc.checkpoint import load_checkpoint, resolve_checkpoint
+    from silc.io import atomic_write, atomic_write_text
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {out}: expected a .safetensors file name")
+    path = resolve_checkpoint(args.run)
+    ckpt = load_checkpoint(path)
+    from safetensors.torch import save
+
+    tensors = {k: v.contiguous() for k, v in ckpt["state_dict"].items()}
+    meta = {"model_name": str(ckpt["model_name"]), "step": str(ckpt["step"]), "source": str(path)}
+    atomic_write(out, lambda f: f.write(save(tensors, metadata=meta)))
+    config_path = out.with_suffix(".json")
+    atomic_write_text(config_path, json.dumps(ckpt["model_cfg"], indent=2) + "\n")
+    print(f"wrote {out} ({len(tensors)} tensors, step {ckpt['step']}) and {config_path}")
+    return 0

@@ -1,0 +1,61 @@
+"""The synthetic world in the user cache: generated once per (preset, seed, generator code), atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """``$SILC_BENCH_WORLD_CACHE``, else ``$XDG_CACHE_HOME/silc-bench``, else ``~/.cache/silc-bench``."""
+    if os.environ.get("SILC_BENCH_WORLD_CACHE"):
+        return Path(os.environ["SILC_BENCH_WORLD_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "silc-bench"
+
+
+def generator_hash() -> str:
+    """Short hash of the generator's source: a changed generator never reuses a stale cached world."""
+    import silc.data.synth as synth
+
+    h = hashlib.sha256()
+    for path in sorted(Path(synth.__file__).resolve().parent.rglob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:8]
+
+
+def world_dir(preset: str, seed: int) -> Path:
+    """Where the cached world for (preset, seed) lives."""
+    return cache_root() / f"world-{preset}-seed{seed}-{generator_hash()}"
+
+
+def ensure_world(preset: str = "tiny", seed: int = 0) -> Path:
+    """The cached synthetic world, generated into a temporary folder and renamed into place on first use."""
+    from silc.data.synth import generate_world
+
+    final = world_dir(preset, seed)
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        start = time.perf_counter()
+        log.info("generating the synthetic world (preset %s, seed %d) into %s", preset, seed, final)
+        generate_world(tmp, seed=seed, preset=preset)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # another process won the race if the folder now exists
+                raise
+        log.info("synthetic world ready in %.1f s", time.perf_counter() - start)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,178 @@
+"""The F-VLM detector through mmdet: trains on the synthetic world on CPU, evaluates end to end, and its AP is
+pycocotools' on the same detections; OVCocoMetric on ground truth scores 100; plain weights load safely."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from benchmarks.ov_coco import VAL_FILE, load_split, write_ov_coco
+from benchmarks.records import read_record
+from silc.cli import main
+from tests.det_helpers import write_coco
+
+pytestmark = pytest.mark.mm
+TINY = Path(__file__).resolve().parents[1] / "silc" / "model_configs" / "silc-tiny-vit.json"
+
+
+@pytest.fixture(scope="module")
+def trained(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One short CPU training run through the CLI (20 iterations, 64 px), shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("fvlm")
+    argv = ["eval", "det-ovcoco", "--protocol", "fvlm", "--model", f"tiny=openclip:{TINY}",
+            "--data", str(synth_root / "coco"), "--max-iters", "20", "--templates", "photo", "--device", "cpu",
+            "--results", str(tmp / "results"), "--work-dir", str(tmp / "work"),
+            "--visualize", "2", "--visualize-dir", str(tmp / "vis")]  # fmt: skip
+    torch.manual_seed(0)
+    assert main(argv) == 0
+    (path,) = (tmp / "results" / "tiny").glob("det-ovcoco.fvlm.*.json")
+    return {"record": read_record(path), "tmp": tmp, "argv": argv}
+
+
+def test_training_runs_and_the_loss_falls(trained: dict) -> None:
+    record = trained["record"]
+    weights = torch.load(record.extra["weights"], map_location="cpu", weights_only=True)  # safe loading works
+    losses = weights["meta"]["losses"]
+    assert weights["meta"]["iters"] == 20 and len(losses) == 20
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert not any(
+        k.startswith("backbone.encoder") for k in weights["state_dict"]
+    )  # the encoder stays frozen
+    assert record.extra["seconds_per_iter"] > 0 and record.protocol["split_hash"]
+    for key in ("AP", "AP50", "AP_base", "AP50_base", "AP_novel", "AP50_novel"):
+        assert key in record.metrics
+    assert len(list((trained["tmp"] / "vis").glob("*.png"))) == 2
+
+
+def test_ap_equals_cocoeval_and_ovcocometric_on_the_same_detections(trained: dict) -> None:
+    record = trained["record"]
+    ann_file = Path(record.extra["work_dir"]) / "ov-coco" / VAL_FILE
+    dets_file = Path(record.extra["detections_file"])
+    assert record.extra["detections"] > 0
+    split = load_split(Path(record.protocol["split"]))
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+        ids = {c["name"]: c["id"] for c in gt.dataset["categories"]}
+        results = {}
+        for subset, cat_ids in (("all", None), ("base", [ids[n] for n in split.base]),
+                                ("novel", [ids[n] for n in split.novel])):  # fmt: skip
+            ev = COCOeval(gt, gt.loadRes(str(dets_file)), "bbox")
+            if cat_ids is not None:
+                ev.params.catIds = cat_ids
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            results[subset] = ev.stats
+    m = record.metrics
+    assert m["AP"] == pytest.approx(results["all"][0] * 100, abs=1e-6)
+    assert m["AP50"] == pytest.approx(results["all"][1] * 100, abs=1e-6)
+    for subset in ("base", "novel"):
+        assert m[f"AP_{subset}"] == pytest.approx(max(results[subset][0], 0) * 100, abs=1e-6)
+        assert m[f"AP50_{subset}"] == pytest.approx(max(results[subset][1], 0) * 100, abs=1e-6)
+    mm = record.extra["mmdet_ovcocometric"]
+    assert mm["coco/base_ap50"] == pytest.approx(m["AP50_base"] / 100, abs=1e-6)
+    assert mm["coco/novel_ap50"] == pytest.approx(m["AP50_novel"] / 100, abs=1e-6)
+    assert mm["coco/bbox_mAP_50"] == pytest.approx(m["AP50"] / 100, abs=1e-3)  # mmdet rounds to 3 decimals
+
+
+def test_saved_plain_weights_evaluate_to_the_same_numbers(trained: dict, tmp_path: Path) -> None:
+    record = trained["record"]
+    argv = list(trained["argv"])
+    argv[argv.index("--results") + 1] = str(tmp_path / "results")
+    argv[argv.index("--work-dir") + 1] = str(tmp_path / "work")
+    argv += ["--det-weights", record.extra["weights"]]
+    assert main(argv) == 0
+    (path,) = (tmp_path / "results" / "tiny").glob("det-ovcoco.fvlm.*.json")
+    again = read_record(path)
+    assert again.protocol["det_weights_sha256"] and "train_seconds" not in again.extra
+    assert again.metrics == pytest.approx(record.metrics, abs=1e-9)
+
+
+def test_mmengine_checkpoints_are_not_what_we_load(tmp_path: Path) -> None:
+    """A pickled object that safe loading refuses is a one-line error, never executed."""
+    from adapters.mmdet import load_detector_weights
+
+    bad = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {}, "message_hub": Path("x")}, bad)  # a non-tensor object, like HistoryBuffer
+    with pytest.raises(Exception, match="not a plain detector state dict"):
+        load_detector_weights(torch.nn.Linear(1, 1), bad)
+
+
+def _ov_world(tmp_path: Path) -> tuple[Path, object]:
+    coco = write_coco(tmp_path / "coco")
+    split = load_split(coco / "annotations" / "ov_split.json")
+    out = tmp_path / "ov"
+    write_ov_coco(coco, out, split)
+    return out, split
+
+
+def test_ground_truth_through_ovcocodataset_and_ovcocometric_gives_ap_100(tmp_path: Path) -> None:
+    from mmdet.evaluation import OVCocoMetric
+    from mmdet.registry import DATASETS
+
+    import adapters.mmdet  # noqa: F401 - registers OVCocoDataset
+
+    out, split = _ov_world(tmp_path)
+    dataset = DATASETS.build(dict(type="OVCocoDataset", split_file=str(out / "annotations/ov_split.json"),
+                                  data_root=str(out), ann_file=VAL_FILE, data_prefix=dict(img="val2017/"),
+                                  test_mode=True, pipeline=[]))  # fmt: skip
+    assert dataset.metainfo["classes"] == split.names
+    metric = OVCocoMetric(ann_file=str(out / VAL_FILE), metric="bbox")
+    metric.dataset_meta = dataset.metainfo
+    samples = []
+    for info in dataset:
+        boxes = [i["bbox"] for i in info["instances"] if not i["ignore_flag"]]
+        labels = [i["bbox_label"] for i in info["instances"] if not i["ignore_flag"]]
+        pred = {"bboxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                "labels": torch.tensor(labels, dtype=torch.long), "scores": torch.ones(len(labels))}  # fmt: skip
+        samples.append(
+            {"img_id": info["img_id"], "ori_shape": (info["height"], info["width"]), "pred_instances": pred}
+        )
+    metric.process({}, samples)
+    result = metric.evaluate(len(samples))
+    assert result["coco/base_ap50"] == pytest.approx(1.0) and result["coco/novel_ap50"] == pytest.approx(1.0)
+    assert result["coco/bbox_mAP"] == pytest.approx(1.0)
+
+
+def test_ovcocodataset_refuses_a_file_in_another_category_order(tmp_path: Path) -> None:
+    from mmdet.registry import DATASETS
+
+    import adapters.mmdet  # noqa: F401
+
+    out, _ = _ov_world(tmp_path)
+    path = out / VAL_FILE
+    obj = json.loads(path.read_text())
+    obj["categories"] = sorted(obj["categories"], key=lambda c: c["name"], reverse=True)
+    path.write_text(json.dumps(obj))
+    with pytest.raises(Exception, match="listed base then novel"):
+        DATASETS.build(dict(type="OVCocoDataset", split_file=str(out / "annotations/ov_split.json"),
+                            data_root=str(out), ann_file=VAL_FILE, data_prefix=dict(img="val2017/"),
+                            test_mode=True, pipeline=[]))  # fmt: skip
+
+
+def test_ensemble_is_the_geometric_mean_with_alpha_for_base_and_beta_for_novel() -> None:
+    from adapters.mmdet import TextEmbeddingBBoxHead
+
+    head = TextEmbeddingBBoxHead(
+        embed_dim=3, in_channels=4, fc_out_channels=8, roi_feat_size=2, num_classes=2
+    )
+    text = torch.eye(3)[:2]  # base class 0, novel class 1
+    dense = torch.zeros(1, 3, 4, 4)
+    dense[0, 0] = 0.8
+    dense[0, 1] = 0.6  # every location: 0.8 * class 0 + 0.6 * class 1
+    vlm = dict(
+        dense=dense, stride=8.0, novel=torch.tensor([False, True]), alpha=0.25, beta=0.75, logit_scale=10.0
+    )
+    head.use_vocabulary(text, vlm)
+    det = torch.tensor([[0.5, 0.3, 0.2]])
+    out = head._ensemble(det, torch.tensor([[0.0, 0.0, 32.0, 32.0]]), 0)
+    p_vlm = torch.softmax(torch.tensor([0.8, 0.6]) * 10.0, dim=0)
+    expected = torch.tensor([0.5**0.75 * p_vlm[0] ** 0.25, 0.3**0.25 * p_vlm[1] ** 0.75, 0.2])
+    assert torch.allclose(out[0], expected, atol=1e-6)
