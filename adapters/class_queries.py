@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,18 +106,30 @@ def names_sha256(classes: Sequence[Sequence[str]]) -> str:
     return hashlib.sha256(json.dumps([list(c) for c in classes]).encode()).hexdigest()
 
 
-@torch.no_grad()
+TextEmbedder = Callable[[list[str]], torch.Tensor]
+
+
+def encoder_text_embedder(encoder: Encoder, batch_size: int = 256) -> TextEmbedder:
+    """Texts -> ``[N, D]`` embeddings with ``encoder.tokenize`` / ``encode_text``, in batches."""
+
+    @torch.no_grad()
+    def embed(texts: list[str]) -> torch.Tensor:
+        chunks = [
+            encoder.encode_text(encoder.tokenize(texts[i : i + batch_size]).to(encoder.device)).float().cpu()
+            for i in range(0, len(texts), batch_size)
+        ]
+        return torch.cat(chunks)
+
+    return embed
+
+
 def query_embeddings(
-    encoder: Encoder, classes: Sequence[Sequence[str]], templates: Templates, batch_size: int = 256
+    classes: Sequence[Sequence[str]], templates: Templates, embed_texts: TextEmbedder
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``([Q, D] normalised query embeddings, [Q] class index of each query)`` for synonym lists ``classes``."""
     queries = [(c, name) for c, synonyms in enumerate(classes) for name in synonyms]
     texts = [t.replace("{}", name) for _, name in queries for t in templates.texts]
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        tokens = encoder.tokenize(texts[start : start + batch_size]).to(encoder.device)
-        chunks.append(encoder.encode_text(tokens).float())
-    per_text = torch.cat(chunks).view(len(queries), len(templates.texts), -1)
+    per_text = embed_texts(texts).float().view(len(queries), len(templates.texts), -1)
     embeddings = F.normalize(F.normalize(per_text, dim=-1).mean(dim=1), dim=-1)
     owner = torch.tensor([c for c, _ in queries], dtype=torch.long)
     return embeddings, owner

@@ -22,7 +22,14 @@ from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import DATASETS, MODELS
 from torch import Tensor
 
-from adapters.class_queries import as_synonym_lists, query_embeddings, read_names_file, resolve_templates
+from adapters.class_queries import (
+    TextEmbedder,
+    as_synonym_lists,
+    encoder_text_embedder,
+    query_embeddings,
+    read_names_file,
+    resolve_templates,
+)
 from adapters.encoder import DENSE_MODES, Encoder
 from silc.errors import UserError
 
@@ -107,6 +114,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         bg_threshold: pixels whose top class probability (softmax over all queries) is below it get
             ``bg_index`` (datasets with a background class).
         max_windows_per_forward: cap on windows per encoder call (default: all windows of the batch at once).
+        text_embedder: prompts -> embeddings (default: the encoder's tokenize + encode_text), e.g. a cached one.
     """
 
     def __init__(
@@ -122,6 +130,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         bg_index: int = 0,
         max_windows_per_forward: int | None = None,
         device: str | None = None,
+        text_embedder: TextEmbedder | None = None,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
@@ -148,7 +157,8 @@ class ZeroShotSegmentor(BaseSegmentor):
         self.max_windows_per_forward = max_windows_per_forward
         self.classes = class_names_from(class_names)
         self.templates = resolve_templates(templates)
-        queries, owner = query_embeddings(encoder, self.classes, self.templates)
+        embed = text_embedder or encoder_text_embedder(encoder)
+        queries, owner = query_embeddings(self.classes, self.templates, embed)
         self.register_buffer("queries", queries, persistent=False)
         self.register_buffer("query_owner", owner, persistent=False)
         self.has_synonyms = len(owner) > len(self.classes)

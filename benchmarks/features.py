@@ -179,12 +179,29 @@ def _loader(refs: Sequence[ImageRef], encoder: Encoder, settings: EncodeSettings
     )
 
 
+@contextlib.contextmanager
+def _cpu_threads_beside_workers(device: torch.device, workers: int) -> Iterator[None]:
+    """On CPU, leave one core per loader worker: intra-op threads that outnumber the free cores spin against
+    the workers and can slow the encoder many times over."""
+    if device.type != "cpu" or workers <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, min(before, cores - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _run_images(encoder: Encoder, refs: Sequence[ImageRef], settings: EncodeSettings, mode: str | None,
                 desc: str) -> torch.Tensor:
     out: torch.Tensor | None = None
     device = encoder.device
     n_batches = (len(refs) + settings.batch_size - 1) // settings.batch_size
-    with torch.inference_mode(), autocast(device, settings.precision):
+    with (torch.inference_mode(), autocast(device, settings.precision),
+          _cpu_threads_beside_workers(device, settings.workers)):
         for x, idx in tqdm(_loader(refs, encoder, settings), total=n_batches, desc=desc, unit="batch",
                            disable=None):
             x = x.to(device, non_blocking=True)

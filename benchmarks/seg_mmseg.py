@@ -132,13 +132,17 @@ def render_panel(
     fig = Figure(figsize=(12, 4.6), dpi=100)
     FigureCanvasAgg(fig)
     for ax, (title, array) in zip(
-        fig.subplots(1, 3), (("image", image), ("ground truth", colors[gt]), ("prediction", colors[pred])), strict=True
+        fig.subplots(1, 3),
+        (("image", image), ("ground truth", colors[gt]), ("prediction", colors[pred])),
+        strict=True,
     ):
         ax.imshow(array, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
     handles = [Patch(color=colors[k] / 255.0, label=str(classes[k]).strip()) for k in shown]
-    fig.legend(handles=handles, loc="lower center", ncol=min(8, max(1, len(handles))), fontsize=8, frameon=False)
+    fig.legend(
+        handles=handles, loc="lower center", ncol=min(8, max(1, len(handles))), fontsize=8, frameon=False
+    )
     fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.05 + 0.04 * (1 + len(handles) // 8))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

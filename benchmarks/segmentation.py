@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.encoder import DENSE_MODES, Encoder
+from benchmarks.features import encode_texts, settings_from_options
 from benchmarks.records import protocol_hash
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
@@ -76,7 +77,9 @@ def check_knobs(protocol: dict[str, Any]) -> None:
         if not isinstance(protocol[key], int) or protocol[key] < 1:
             raise UserError(f"protocol knob {key}: expected a positive integer, got {protocol[key]!r}")
     if protocol["bg_threshold"] is not None and not 0 < protocol["bg_threshold"] < 1:
-        raise UserError(f"protocol knob bg_threshold: expected a probability in (0, 1), got {protocol['bg_threshold']}")
+        raise UserError(
+            f"protocol knob bg_threshold: expected a probability in (0, 1), got {protocol['bg_threshold']}"
+        )
 
 
 def class_names_source(protocol: dict[str, Any], root: Path) -> str | dict:
@@ -170,18 +173,33 @@ class SegADE20K(Harness):
     default_protocol = "ade-448"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--dense-mode", metavar="MODE", help=f"one of {', '.join(DENSE_MODES)} (protocol knob)")
-        parser.add_argument("--names", metavar="FILE",
-                            help="class names file, one class per line, synonyms comma-separated (protocol knob)")
-        parser.add_argument("--templates", help="openai80, simple7, identity or a templates file (protocol knob)")
+        parser.add_argument(
+            "--dense-mode", metavar="MODE", help=f"one of {', '.join(DENSE_MODES)} (protocol knob)"
+        )
+        parser.add_argument(
+            "--names",
+            metavar="FILE",
+            help="class names file, one class per line, synonyms comma-separated (protocol knob)",
+        )
+        parser.add_argument(
+            "--templates", help="openai80, simple7, identity or a templates file (protocol knob)"
+        )
         parser.add_argument("--short-side", type=int, help="resize the short side to this (protocol knob)")
         parser.add_argument("--crop", type=int, help="slide window size in pixels (protocol knob)")
         parser.add_argument("--stride", type=int, help="slide window step in pixels (protocol knob)")
         parser.add_argument("--logit-scale", type=float, help="cosine logit multiplier (protocol knob)")
-        parser.add_argument("--bg-threshold", type=float,
-                            help="top-class probability below which a pixel is class 0 (protocol knob)")
-        parser.add_argument("--visualize", type=int, default=0, metavar="N",
-                            help="write N image | ground truth | prediction PNGs next to the record")
+        parser.add_argument(
+            "--bg-threshold",
+            type=float,
+            help="top-class probability below which a pixel is class 0 (protocol knob)",
+        )
+        parser.add_argument(
+            "--visualize",
+            type=int,
+            default=0,
+            metavar="N",
+            help="write N image | ground truth | prediction PNGs next to the record",
+        )
         parser.add_argument("--save-predictions", action="store_true",
                             help="write every prediction as a label PNG (dataset label values) next to the record")  # fmt: skip
 
@@ -237,7 +255,9 @@ class SegADE20K(Harness):
         count = check_pairs(root, protocol["split"])
         supported = getattr(encoder, "dense_modes", DENSE_MODES)
         if protocol["dense_mode"] not in supported:
-            raise UserError(f"encoder {encoder.name!r} does not support dense mode {protocol['dense_mode']!r}")
+            raise UserError(
+                f"encoder {encoder.name!r} does not support dense mode {protocol['dense_mode']!r}"
+            )
         out_dir = Path(options.get("results_dir") or "results") / encoder.name
         out_dir = out_dir / f"{self.name}.{protocol_hash(protocol)}"
         workers = options.get("workers")
@@ -250,14 +270,23 @@ class SegADE20K(Harness):
             output_dir=str(out_dir / "predictions") if options.get("save_predictions") else None,
         )
         dataset_classes = class_names_from(class_names_source({**protocol, "names": "dataset"}, root))
+        settings = settings_from_options(options, "fp32")  # prompt embeddings come from the shared cache
         start = time.perf_counter()
-        model = ZeroShotSegmentor(**{k: v for k, v in cfg["model"].items() if k != "type"} | {"encoder": encoder})
+        model = ZeroShotSegmentor(
+            **{k: v for k, v in cfg["model"].items() if k not in ("type", "encoder")},
+            encoder=encoder,
+            text_embedder=lambda texts: encode_texts(encoder, texts, settings, desc="prompts").tensor,
+        )
         text_s = time.perf_counter() - start
         if len(model.classes) != len(dataset_classes):
             raise UserError(
                 f"{protocol['names']}: {len(model.classes)} classes, but the dataset has {len(dataset_classes)}"
             )
-        hooks = [SegPanelHook(str(out_dir / "visualize"), int(options["visualize"]))] if options.get("visualize") else []
+        hooks = (
+            [SegPanelHook(str(out_dir / "visualize"), int(options["visualize"]))]
+            if options.get("visualize")
+            else []
+        )
         with tempfile.TemporaryDirectory(prefix="silc-seg-") as work_dir:
             start = time.perf_counter()
             metrics, runner = run_config(cfg, model, work_dir, hooks)

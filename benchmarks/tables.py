@@ -273,6 +273,16 @@ def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _numeric_columns(df: pd.DataFrame) -> list[str]:
+    """Columns holding only numbers or undefined values (text columns such as names are left as they are)."""
+    return [
+        c
+        for c in df.columns
+        if c not in TEXT_COLUMNS
+        and all(_is_missing(v) or (isinstance(v, int | float) and not isinstance(v, bool)) for v in df[c])
+    ]
+
+
 def _decimals(values: list[Any]) -> int:
     """Two decimals for percent-scale numbers, four when every value lies in [-1, 1] (fractions)."""
     nums = [abs(v) for v in values if not _is_missing(v)]
@@ -281,7 +291,7 @@ def _decimals(values: list[Any]) -> int:
 
 def format_numbers(df: pd.DataFrame, layout: str) -> pd.DataFrame:
     """Numbers as text: fixed decimals per row (per column in the ablation layout), signed gains, 'n/a' if undefined."""
-    cols = [c for c in df.columns if c not in TEXT_COLUMNS]
+    cols = _numeric_columns(df)
     if layout == "ablation":
         by_col = {c: _decimals(list(df[c])) for c in cols}
         decimals = {(i, c): by_col[c] for i in df.index for c in cols}
@@ -305,7 +315,8 @@ def render(df: pd.DataFrame, fmt: str, layout: str) -> str:
     if fmt == "csv":
         return df.to_csv(index=False)
     text = format_numbers(df, layout)
-    align = ["left" if c in TEXT_COLUMNS else "right" for c in df.columns]
+    numeric = set(_numeric_columns(df))
+    align = ["right" if c in numeric else "left" for c in df.columns]
     if fmt == "md":
         return text.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
     column_format = "".join("r" if a == "right" else "l" for a in align)

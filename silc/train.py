@@ -289,7 +289,7 @@ class Trainer:
             self.teacher.ema_update(self.model, sched["momentum"])
         self.step += 1
         self.samples_seen += c.train.batch_size
-        metrics.update(sched)
+        metrics.update(sched if self.use_distill else {"lr": sched["lr"]})
         metrics["logit_scale"] = float(self.model.clip.logit_scale.detach().exp())
         return metrics
 

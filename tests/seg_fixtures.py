@@ -36,7 +36,9 @@ def save_label(path: Path, labels: np.ndarray) -> None:
     Image.fromarray(labels.astype(np.uint8)).save(path)
 
 
-def block_labels(rng: np.random.Generator, height: int, width: int, block: int, values: Sequence[int]) -> np.ndarray:
+def block_labels(
+    rng: np.random.Generator, height: int, width: int, block: int, values: Sequence[int]
+) -> np.ndarray:
     """A label map of ``block`` x ``block`` squares, each one value drawn from ``values``."""
     grid = rng.choice(np.asarray(values), size=(-(-height // block), -(-width // block)))
     return np.kron(grid, np.ones((block, block), dtype=grid.dtype))[:height, :width]
@@ -133,9 +135,9 @@ def confusion_metrics(pairs: Sequence[tuple[np.ndarray, np.ndarray]], num_classe
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     for pred, gt in pairs:
         keep = gt != 255
-        conf += np.bincount(gt[keep].astype(np.int64) * num_classes + pred[keep], minlength=num_classes**2).reshape(
-            num_classes, num_classes
-        )
+        conf += np.bincount(
+            gt[keep].astype(np.int64) * num_classes + pred[keep], minlength=num_classes**2
+        ).reshape(num_classes, num_classes)
     tp = np.diag(conf).astype(float)
     gt_area, pred_area = conf.sum(axis=1), conf.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -23,8 +23,11 @@ def weights(tmp_path_factory) -> Path:
 
 
 def _random_weights(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    torch.save(load_encoder(f"openclip:{TINY_MODEL_CONFIG}").model.state_dict(), path)
+    """The tiny model's (deterministic) initial weights, perturbed by seeded noise, saved as a state_dict."""
+    g = torch.Generator().manual_seed(seed)
+    sd = load_encoder(f"openclip:{TINY_MODEL_CONFIG}").model.state_dict()
+    torch.save({k: v + 0.02 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+                for k, v in sd.items()}, path)
     return path
 
 

@@ -182,7 +182,9 @@ def test_torchrun_gives_the_records_of_a_single_process(env) -> None:
         "from silc.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     )
     single = env["tmp"] / "single"
-    assert main([*env["args"][:-2], "--results", str(single)]) == 0
+    args = list(env["args"])
+    args[args.index("--results") + 1] = str(single)
+    assert main(args) == 0
     cmd = [
         sys.executable,
         "-m",

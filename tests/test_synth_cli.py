@@ -15,8 +15,15 @@ from silc.data.synth import PRESETS, generate_world
 from silc.data.synth.preview import BASE_COLOUR, NOVEL_COLOUR
 from silc.data.synth.writers import Preset
 
-MICRO = Preset(image_size=32, pretrain=10, shard_size=4, imagenet_per_class=(1, 1), flickr=(1, 1, 2),
-               ade=(2, 2), coco=(3, 3))  # fmt: skip
+MICRO = Preset(
+    image_size=32,
+    pretrain=10,
+    shard_size=4,
+    imagenet_per_class=(1, 1),
+    flickr=(1, 1, 2),
+    ade=(2, 2),
+    coco=(3, 3),
+)
 
 
 @pytest.fixture
@@ -65,8 +72,9 @@ def test_cli_synth_prints_a_summary(micro: str, tmp_path: Path, capsys: pytest.C
     assert main(["data", "synth", "--out", str(tmp_path / "w"), "--preset", micro, "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "seed 3" in out and "files" in out
-    assert {"pretrain", "imagenet/val", "flickr30k/test", "coco/val2017"} <= {line.split()[0] for line in
-                                                                              out.splitlines()[1:]}  # fmt: skip
+    assert {"pretrain", "imagenet/val", "flickr30k/test", "coco/val2017"} <= {
+        line.split()[0] for line in out.splitlines()[1:]
+    }
 
 
 def test_cli_preview_draws_every_dataset(synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -89,10 +97,13 @@ def test_cli_preview_draws_every_dataset(synth_root: Path, tmp_path: Path, capsy
         (["synth", "--out", "{tmp}/file.txt/w"], "cannot write"),
         (["preview", "{tmp}/missing", "--out", "{tmp}/g.png"], "no such folder"),
         (["preview", "{tmp}", "--out", "{tmp}/g.png"], "no dataset found"),
+        (["preview", "{tmp}/bad", "--out", "{tmp}/g.png"], "cannot read the retrieval data"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path, capsys):
     (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "bad" / "flickr30k").mkdir(parents=True)
+    (tmp_path / "bad" / "flickr30k" / "dataset_flickr30k.json").write_text("{")
     assert main(["data", *(a.format(tmp=tmp_path) for a in args)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("silc-bench: error: ") and message in err

@@ -137,11 +137,16 @@ def test_coco_ground_truth_as_detections_gives_ap_1(synth_root: Path, split: str
         (synth_root / "coco" / split / im["file_name"]).is_file() for im in gt.loadImgs(gt.getImgIds())
     )
     dets = [
-        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
-         "segmentation": a["segmentation"]}
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 1.0,
+            "segmentation": a["segmentation"],
+        }
         for a in anns
         if not a["iscrowd"]
-    ]  # fmt: skip
+    ]
     for iou_type in ("bbox", "segm"):
         with contextlib.redirect_stdout(io.StringIO()):
             ev = COCOeval(gt, gt.loadRes(dets), iou_type)

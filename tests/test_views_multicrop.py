@@ -81,13 +81,19 @@ def test_seeded_and_independent_of_global_rng():
 
 def test_crop_params_follow_scale_and_ratio():
     g = _gen(0)
-    for _ in range(200):
-        top, left, h, w = crop_params(
-            60, 80, (0.05, 0.4), (3 / 4, 4 / 3), torch.rand(CROP_DRAWS, generator=g).tolist()
-        )
+    crops = [
+        crop_params(60, 80, (0.05, 0.4), (3 / 4, 4 / 3), torch.rand(CROP_DRAWS, generator=g).tolist())
+        for _ in range(300)
+    ]
+    for top, left, h, w in crops:
         assert top >= 0 and top + h <= 60 and left >= 0 and left + w <= 80
         assert 0.05 * 0.9 <= h * w / (60 * 80) <= 0.4 * 1.1
         assert 3 / 4 * 0.85 <= w / h <= 4 / 3 * 1.15
+    # Positions are uniform over the free range: crops touch every border and the centres spread out.
+    assert min(c[0] for c in crops) == 0 and max(c[0] + c[2] for c in crops) == 60
+    assert min(c[1] for c in crops) == 0 and max(c[1] + c[3] for c in crops) == 80
+    centres = torch.tensor([[c[0] + c[2] / 2, c[1] + c[3] / 2] for c in crops])
+    assert (centres.mean(0) - torch.tensor([30.0, 40.0])).abs().max() < 3
     # Impossible aspect ranges fall back to the largest centred crop within the ratio.
     assert crop_params(10, 100, (0.99, 1.0), (1.0, 1.0), [0.5] * CROP_DRAWS) == (0, 45, 10, 10)
 

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(problems[0])
     encoder = load_encoder(args.model, device=_device(args.device))
     known = {"model", "data", "protocol", "results", "rerun", "device", "func", "command", "benchmark", "verbose"}
-    options = {k: v for k, v in vars(args).items() if k not in known}
+    options = {k: v for k, v in vars(args).items() if k not in known} | {"results_dir": args.results}
     record, path, computed = run_harness(
         harness, encoder, data, protocol_name, protocol, args.results, rerun=args.rerun, options=options
     )

@@ -7,18 +7,20 @@ suite over the synthetic world, which it generates into the user cache on first 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from silc.errors import UserError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from benchmarks.suites import Suite
+
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 REFERENCE_ALIASES = ("clip", "silc")
 
@@ -77,7 +79,7 @@ def _check_reused(record, path: Path, encoder, data: Path) -> None:
 
 def run_suite(
     specs: list[str],
-    suite,
+    suite: Suite,
     data_root: Path,
     results_dir: Path,
     rerun: bool = False,
@@ -144,7 +146,7 @@ def print_table(paths: list[Path], baseline: str | None, out=None) -> None:
     print(render(build_table(loaded, "main", baseline), "md", "main"), end="", file=out or sys.stdout)
 
 
-def _data_root(args: argparse.Namespace, suite, dist_info) -> Path:
+def _data_root(args: argparse.Namespace, suite: Suite, dist_info) -> Path:
     from silc.distributed import barrier
 
     if args.data_root:
@@ -160,7 +162,7 @@ def _data_root(args: argparse.Namespace, suite, dist_info) -> Path:
     return world_dir(preset, seed)
 
 
-def preflight_or_fail(suite, data_root: Path) -> None:
+def preflight_or_fail(suite: Suite, data_root: Path) -> None:
     """List every missing dataset file/folder (with the expected layout) on stderr and stop before compute."""
     problems = suite.preflight(data_root)
     if problems:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from silc.data.synth.render import Rendered
 from silc.data.synth.world import SHAPES, STUFF, Obj, Scene
 
 SIZE_WORDS = {
@@ -37,6 +38,7 @@ RELATION_WORDS = {
     "below": ("below", "under", "beneath"),
     "near": ("next to", "beside", "near"),
     "front": ("in front of", "overlapping", "partly covering"),
+    "behind": ("behind", "partly hidden by", "partly covered by"),
 }
 NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
@@ -59,15 +61,15 @@ def tokens(sentence: str) -> list[str]:
 class _Describer:
     """Phrase builder for one scene, drawing word choices from ``rng``."""
 
-    def __init__(self, scene: Scene, stuff_at: np.ndarray, rng: np.random.Generator):
-        self.scene, self.rng, self.stuff_at = scene, rng, stuff_at
+    def __init__(self, scene: Scene, rendered: Rendered, rng: np.random.Generator):
+        self.scene, self.rng, self.stuff_at, self.covers = scene, rng, rendered.stuff, rendered.covers
         crowd = set(scene.crowd)
         singles = [i for i in range(len(scene.objects)) if i not in crowd]
         # Most prominent first: large before small, ties by draw order.
         self.items: list[list[int]] = [[i] for i in sorted(singles, key=lambda i: -scene.objects[i].radius)]
         if crowd:
             self.items.insert(min(2, len(self.items)), sorted(crowd))
-        present = sorted({int(k) for k in np.unique(stuff_at)})
+        present = sorted({int(k) for k in np.unique(self.stuff_at)})
         self.stuff = [STUFF[k] for k in present]
 
     def pick(self, options: tuple[str, ...]) -> str:
@@ -102,8 +104,10 @@ class _Describer:
         oa, ob = self.scene.objects[a[0]], self.scene.objects[b[0]]
         dx, dy = oa.cx - ob.cx, oa.cy - ob.cy
         close = np.hypot(dx, dy) < 1.05 * (oa.radius + ob.radius)
-        if close and a[0] > b[0] and self.rng.random() < 0.5:
+        if any(j in self.covers[i] for i in a for j in b) and self.rng.random() < 0.5:
             key = "front"
+        elif any(i in self.covers[j] for i in a for j in b) and self.rng.random() < 0.5:
+            key = "behind"
         elif close and self.rng.random() < 0.5:
             key = "near"
         elif abs(dx) >= abs(dy):
@@ -197,9 +201,9 @@ EMPTY_TEMPLATES = (
 )
 
 
-def captions(scene: Scene, stuff_at: np.ndarray, rng: np.random.Generator, count: int) -> list[str]:
+def captions(scene: Scene, rendered: Rendered, rng: np.random.Generator, count: int) -> list[str]:
     """``count`` different captions for the scene (different templates, then different word choices)."""
-    d = _Describer(scene, stuff_at, rng)
+    d = _Describer(scene, rendered, rng)
     if d.items:
         make = [lambda t=t: t(d) for t in TEMPLATES]
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import shutil
 import tempfile
@@ -17,28 +18,47 @@ from silc.errors import UserError
 log = logging.getLogger(__name__)
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(image_size=64, pretrain=1200, shard_size=400, imagenet_per_class=(8, 8),
-                   flickr=(40, 20, 100), ade=(40, 40), coco=(120, 40)),
-    "small": Preset(image_size=128, pretrain=12000, shard_size=2000, imagenet_per_class=(60, 30),
-                    flickr=(400, 100, 1000), ade=(400, 400), coco=(1200, 400)),
-}  # fmt: skip
+    "tiny": Preset(
+        image_size=64,
+        pretrain=1200,
+        shard_size=400,
+        imagenet_per_class=(8, 8),
+        flickr=(40, 20, 100),
+        ade=(40, 40),
+        coco=(120, 40),
+    ),
+    "small": Preset(
+        image_size=128,
+        pretrain=12000,
+        shard_size=2000,
+        imagenet_per_class=(60, 30),
+        flickr=(400, 100, 1000),
+        ade=(400, 400),
+        coco=(1200, 400),
+    ),
+}
 MIN_SIZE, MAX_SIZE = 32, 1024
 DATASETS = ("pretrain", "imagenet", "flickr30k", "ADEChallengeData2016", "coco")
-_WRITERS = (writers.write_pretrain, writers.write_imagenet, writers.write_flickr30k, writers.write_ade,
-            writers.write_coco)  # fmt: skip
+_WRITERS = (
+    writers.write_pretrain,
+    writers.write_imagenet,
+    writers.write_flickr30k,
+    writers.write_ade,
+    writers.write_coco,
+)
 MANIFEST = "world.json"
 
 
-def _check(seed: int, preset: str, image_size: int | None) -> tuple[Preset, int]:
+def _check(seed: int, preset: str, image_size: int | None) -> tuple[int, Preset, int]:
     if preset not in PRESETS:
         raise UserError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, numbers.Integral) or seed < 0:
         raise UserError(f"seed {seed!r}: expected a non-negative integer")
     spec = PRESETS[preset]
     size = spec.image_size if image_size is None else image_size
-    if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+    if not isinstance(size, numbers.Integral) or not MIN_SIZE <= size <= MAX_SIZE:
         raise UserError(f"image size {size!r}: expected an integer from {MIN_SIZE} to {MAX_SIZE}")
-    return spec, size
+    return int(seed), spec, int(size)
 
 
 def _staging(out: Path) -> Path:
@@ -49,15 +69,16 @@ def _staging(out: Path) -> Path:
         raise UserError(f"{out}: cannot write the synthetic world there ({e.strerror or e})") from e
 
 
-def generate_world(out_dir: str | os.PathLike, seed: int = 0, preset: str = "tiny",
-                   image_size: int | None = None) -> dict:  # fmt: skip
+def generate_world(
+    out_dir: str | os.PathLike, seed: int = 0, preset: str = "tiny", image_size: int | None = None
+) -> dict:
     """Write pretrain/, imagenet/, flickr30k/, ADEChallengeData2016/, coco/ and world.json under ``out_dir``.
 
     Same (seed, preset, image_size) -> byte-identical files. Each dataset folder is built in a staging folder
     and moved into place at the end, replacing an older one, so a crash never leaves a half-written dataset.
     Returns a summary: counts per dataset, files, bytes and seconds.
     """
-    spec, size = _check(seed, preset, image_size)
+    seed, spec, size = _check(seed, preset, image_size)
     out = Path(out_dir)
     start = time.perf_counter()
     staging = _staging(out)
@@ -65,8 +86,14 @@ def generate_world(out_dir: str | os.PathLike, seed: int = 0, preset: str = "tin
         counts: dict[str, int] = {}
         for write in _WRITERS:
             counts.update(write(staging, seed, spec, size))
-        manifest = {"generator": "silc-bench synthetic world", "format": 1, "seed": seed, "preset": preset,
-                    "image_size": size, "counts": counts}  # fmt: skip
+        manifest = {
+            "generator": "silc-bench synthetic world",
+            "format": 1,
+            "seed": seed,
+            "preset": preset,
+            "image_size": size,
+            "counts": counts,
+        }
         (staging / MANIFEST).write_bytes(json_bytes(manifest))
         for name in (*DATASETS, MANIFEST):
             target = out / name
@@ -79,8 +106,13 @@ def generate_world(out_dir: str | os.PathLike, seed: int = 0, preset: str = "tin
         raise UserError(f"{out}: cannot write the synthetic world there ({e.strerror or e})") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    files = [p for name in DATASETS for p in (out / name).rglob("*") if p.is_file()]
-    summary = {**manifest, "out_dir": str(out), "files": len(files) + 1,
-               "bytes": sum(p.stat().st_size for p in files), "seconds": time.perf_counter() - start}  # fmt: skip
+    files = [out / MANIFEST] + [p for name in DATASETS for p in (out / name).rglob("*") if p.is_file()]
+    summary = {
+        **manifest,
+        "out_dir": str(out),
+        "files": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "seconds": time.perf_counter() - start,
+    }
     log.debug("synthetic world: %s", summary)
     return summary

@@ -82,9 +82,8 @@ def _join_holes(outers: list[list[Point]], holes: list[list[Point]]) -> list[lis
                 x1, y1 = loop[(i + 1) % len(loop)]
                 if y0 == y1 < by and x0 <= bx < x1 and (best is None or y0 > best[0]):
                     best = (y0, li, i)
-        if best is None:  # cannot happen for a hole of a real mask; keep the data rather than fail
-            outers.append(hole)
-            continue
+        if best is None:  # the pixel above a hole's top edge is inside, so some boundary lies above it
+            raise RuntimeError(f"hole at {hole[b]} has no enclosing boundary")
         y0, li, i = best
         loop = outers[li]
         bridge = [(bx, y0)] if loop[i] != (bx, y0) else []

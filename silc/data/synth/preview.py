@@ -237,12 +237,18 @@ def preview(root: str | Path, out: str | Path, max_width: int = 1700) -> Path:
         raise UserError(f"{root}: no such folder (expected a data folder written by 'silc-bench data synth')")
     blocks: list[tuple[str, list[list[Image.Image]]]] = []
     for title, build in SECTIONS:
-        panels = build(root)
+        try:
+            panels = build(root)
+        except (OSError, ValueError, KeyError, IndexError) as e:  # unreadable image, malformed JSON/CSV
+            section = title.split(":")[0].lower()
+            raise UserError(f"{root}: cannot read the {section} data ({type(e).__name__}: {e})") from e
         if panels:
             blocks.append((title, _row(panels, max_width - 2 * GAP)))
     if not blocks:
-        raise UserError(f"{root}: no dataset found (expected pretrain/, imagenet/, flickr30k/, "
-                        "ADEChallengeData2016/ or coco/)")  # fmt: skip
+        raise UserError(
+            f"{root}: no dataset found (expected pretrain/, imagenet/, flickr30k/, "
+            "ADEChallengeData2016/ or coco/)"
+        )
     title_h = 28
     width = max(sum(p.width for p in row) + GAP * (len(row) + 1) for _, rows in blocks for row in rows)
     height = GAP + sum(title_h + sum(max(p.height for p in row) + GAP for row in rows) for _, rows in blocks)

@@ -107,12 +107,12 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells_y: int, cells_
 def _texture(stuff: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A procedural [h, w, 3] float texture for one stuff class (scale set by the height h)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / h
-    fine = rng.random((h, w), dtype=np.float32)
+    fine = np.repeat(np.repeat(rng.random((h // 2 + 1, w // 2 + 1), dtype=np.float32), 2, 0), 2, 1)[:h, :w]
     low = _smooth_noise(rng, h, w, 4, 4 * w // h)
     if stuff == "grass":
         blades = _smooth_noise(rng, h, w, max(2, h // 16), w // 2)
         base = np.array([55, 140, 45], np.float32)
-        return base * (0.75 + 0.35 * blades + 0.15 * low + 0.08 * fine)[..., None]
+        return base * (0.75 + 0.35 * blades + 0.15 * low + 0.04 * fine)[..., None]
     if stuff == "water":
         phase = rng.uniform(0, 2 * np.pi)
         waves = np.sin(2 * np.pi * (yy * 9 + 0.35 * np.sin(2 * np.pi * xx * 2 + phase)) + phase)
@@ -120,10 +120,10 @@ def _texture(stuff: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray
         return base * (0.85 + 0.1 * low)[..., None] + (22 * np.clip(waves, 0, 1) ** 3)[..., None]
     if stuff == "sand":
         base = np.array([215, 188, 130], np.float32)
-        return base * (0.86 + 0.1 * low + 0.12 * fine)[..., None]
+        return base * (0.86 + 0.1 * low + 0.06 * fine)[..., None]
     if stuff == "snow":
         tint = np.array([-18, -10, 0], np.float32)
-        return np.array([236, 240, 248], np.float32) + low[..., None] * tint - 8 * fine[..., None]
+        return np.array([236, 240, 248], np.float32) + low[..., None] * tint - 4 * fine[..., None]
     if stuff == "sky":
         top, bottom = np.array([70, 135, 225], np.float32), np.array([165, 205, 245], np.float32)
         sky = top + (bottom - top) * yy[..., None]
@@ -137,8 +137,8 @@ def _texture(stuff: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray
         col = np.floor((xx * h + shift) / (2 * bh))
         tone = 0.8 + 0.25 * ((row * 1009 + col) % 97) / 97.0
         mortar = ((yy * h) % bh < 1) | (((xx * h + shift) % (2 * bh)) < 1)
-        base = np.array([165, 65, 45], np.float32) * (tone + 0.08 * fine)[..., None]
-        return np.where(mortar[..., None], np.float32(190) + 10 * fine[..., None], base)
+        base = np.array([165, 65, 45], np.float32) * (tone + 0.04 * fine)[..., None]
+        return np.where(mortar[..., None], np.float32(190) + 5 * fine[..., None], base)
     raise KeyError(stuff)
 
 
@@ -148,10 +148,6 @@ def _rock(n: int, variant: int) -> np.ndarray:
     rng = np.random.default_rng([n, len(STUFF), variant])
     grey = 0.45 + 0.3 * _smooth_noise(rng, n, n, 6, 6) + 0.15 * rng.random((n, n), dtype=np.float32)
     return grey[..., None] * np.array([150, 145, 140], np.float32)
-
-
-def _stuff_texture_rock(n: int, rng: np.random.Generator) -> np.ndarray:
-    return _rock(n, int(rng.integers(TEXTURE_VARIANTS)))
 
 
 def object_mask(shape: int, cx: float, cy: float, radius: float, angle: float, n: int) -> np.ndarray:
@@ -168,17 +164,14 @@ def object_mask(shape: int, cx: float, cy: float, radius: float, angle: float, n
 
 @dataclass
 class Rendered:
-    """A rendered scene: the RGB image, its label map and, per object, the visible and full pixel masks."""
+    """A rendered scene: the RGB image, its label map, which object shows where, and the stuff layout."""
 
     image: np.ndarray  # uint8 [n, n, 3]
     labels: np.ndarray  # uint8 [n, n]; 0 other, 1..len(STUFF) stuff, then objects
     owner: np.ndarray  # int16 [n, n]; index of the object drawn there, -1 for background
     stuff: np.ndarray  # int16 [n, n]; stuff index under everything
-    full_area: list[int]
-
-    def visible_area(self, k: int) -> int:
-        """Pixels where object k is on top."""
-        return int((self.owner == k).sum())
+    full_area: list[int]  # per object, its pixel count before occlusion
+    covers: list[list[int]]  # per object, the earlier objects it is drawn over
 
 
 def stuff_map(scene: Scene) -> np.ndarray:
@@ -221,14 +214,16 @@ def render(scene: Scene) -> Rendered:
         cx, cy, rx, ry = scene.clutter
         yy, xx = np.mgrid[0:n, 0:n] + 0.5
         sel = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
-        image[sel] = _stuff_texture_rock(n, rng)[sel]
+        image[sel] = _rock(n, int(rng.integers(TEXTURE_VARIANTS)))[sel]
         labels[sel] = 0
     owner = np.full((n, n), -1, np.int16)
     full_area: list[int] = []
+    covers: list[list[int]] = []
     for k, obj in enumerate(scene.objects):
         mask = object_mask(obj.shape, obj.cx, obj.cy, obj.radius, obj.angle, n)
         ys, xs = np.nonzero(mask)
         full_area.append(len(ys))
+        covers.append([int(j) for j in np.unique(owner[ys, xs]) if j >= 0])
         # Soft light from the top left.
         shade = 1.08 - 0.18 * np.clip(((xs - obj.cx) + (ys - obj.cy)) / (2 * obj.radius) + 0.5, 0, 1)
         colour = np.asarray(COLOURS[obj.colour], np.float32) + 12
@@ -236,7 +231,7 @@ def render(scene: Scene) -> Rendered:
         labels[ys, xs] = OBJECT_LABEL_OFFSET + obj.shape
         owner[ys, xs] = k
     _outline(image, owner)
-    return Rendered(np.clip(image, 0, 255).astype(np.uint8), labels, owner, stuff, full_area)
+    return Rendered(np.clip(image, 0, 255).astype(np.uint8), labels, owner, stuff, full_area, covers)
 
 
 def _outline(image: np.ndarray, owner: np.ndarray) -> None:

@@ -163,15 +163,20 @@ def sample_scene(
 
 
 def _add_crowd(rng: np.random.Generator, size: int, placed: list[Obj]) -> list[int]:
-    """A tight group of 4-6 tiny same-kind objects (annotated as one iscrowd region)."""
+    """A tight group of 4-6 small same-kind objects (annotated as one iscrowd region); [] if under 3 fit."""
     shape, colour = int(rng.integers(len(SHAPES))), _COLOUR_NAMES[int(rng.integers(len(_COLOUR_NAMES)))]
     r = 0.06 * size
     cx, cy = rng.uniform(0.25 * size, 0.75 * size, size=2)
-    members: list[int] = []
-    for _ in range(int(rng.integers(4, 7))):
+    target = int(rng.integers(4, 7))
+    members: list[Obj] = []
+    for _ in range(4 * target):
+        if len(members) == target:
+            break
         dx, dy = rng.uniform(-2.2 * r, 2.2 * r, size=2)
         obj = Obj(shape, colour, "small", float(cx + dx), float(cy + dy), r, float(rng.uniform(-0.4, 0.4)))
-        if _fits(obj, [placed[i] for i in members], 0.8):
-            members.append(len(placed))
-            placed.append(obj)
-    return members
+        if _fits(obj, members, 0.8):
+            members.append(obj)
+    if len(members) < 3:
+        return []
+    placed.extend(members)
+    return list(range(len(placed) - len(members), len(placed)))

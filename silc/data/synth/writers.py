@@ -36,8 +36,16 @@ TEMPLATES: tuple[str, ...] = (
     "a rendering of a {}.",
 )
 # Seed-stream ids: every image draws from its own generator, seeded by (seed, stream, index).
-_STREAMS = {"pretrain": 1, "imagenet/train": 2, "imagenet/val": 3, "flickr30k": 4, "ade/training": 5,
-            "ade/validation": 6, "coco/train2017": 7, "coco/val2017": 8}  # fmt: skip
+_STREAMS = {
+    "pretrain": 1,
+    "imagenet/train": 2,
+    "imagenet/val": 3,
+    "flickr30k": 4,
+    "ade/training": 5,
+    "ade/validation": 6,
+    "coco/train2017": 7,
+    "coco/val2017": 8,
+}
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ def write_pretrain(root: Path, seed: int, preset: Preset, size: int) -> dict[str
         with open_tar(out / "shards" / f"pretrain-{first // preset.shard_size:06d}.tar") as tar:
             for i in range(first, min(first + preset.shard_size, preset.pretrain)):
                 scene, r, rng = make_scene(seed, "pretrain", i, size)
-                text = captions(scene, r.stuff, rng, 1)[0]
+                text = captions(scene, r, rng, 1)[0]
                 key, png = f"{i:06d}", png_bytes(r.image)
                 tar_add(tar, f"{key}.png", png)
                 tar_add(tar, f"{key}.txt", text.encode("utf-8"))
@@ -127,10 +135,11 @@ def write_flickr30k(root: Path, seed: int, preset: Preset, size: int) -> dict[st
         sentids = list(range(5 * i, 5 * i + 5))
         sentences = [
             {"tokens": tokens(text), "raw": text, "imgid": i, "sentid": sid}
-            for sid, text in zip(sentids, captions(scene, r.stuff, rng, 5), strict=True)
+            for sid, text in zip(sentids, captions(scene, r, rng, 5), strict=True)
         ]
-        images.append({"sentids": sentids, "imgid": i, "sentences": sentences, "split": split,
-                       "filename": filename})  # fmt: skip
+        images.append(
+            {"sentids": sentids, "imgid": i, "sentences": sentences, "split": split, "filename": filename}
+        )
     write(out / "dataset_flickr30k.json", json_bytes({"images": images, "dataset": "flickr30k"}))
     return {f"flickr30k/{s}": n for s, n in zip(("train", "val", "test"), preset.flickr, strict=True)}
 
@@ -166,15 +175,17 @@ def _coco_annotations(scene: Scene, r: Rendered, image_id: int, next_id: int) ->
     for group in groups:
         mask = np.isin(r.owner, group)
         is_crowd = len(group) > 1
-        anns.append({
-            "id": next_id + len(anns),
-            "image_id": image_id,
-            "category_id": COCO_CATEGORY_IDS[scene.objects[group[0]].shape],
-            "segmentation": coco_segmentation(mask, crowd=is_crowd),
-            "area": float(mask.sum()),
-            "bbox": mask_bbox(mask),
-            "iscrowd": int(is_crowd),
-        })  # fmt: skip
+        anns.append(
+            {
+                "id": next_id + len(anns),
+                "image_id": image_id,
+                "category_id": COCO_CATEGORY_IDS[scene.objects[group[0]].shape],
+                "segmentation": coco_segmentation(mask, crowd=is_crowd),
+                "area": float(mask.sum()),
+                "bbox": mask_bbox(mask),
+                "iscrowd": int(is_crowd),
+            }
+        )
     return anns
 
 
@@ -209,10 +220,18 @@ def write_coco(root: Path, seed: int, preset: Preset, size: int) -> dict[str, in
 
 def _coco_doc(images: list[dict], anns: list[dict]) -> dict:
     return {
-        "info": {"description": "silc-bench synthetic world", "url": "", "version": "1.0", "year": 2025,
-                 "contributor": "silc-bench", "date_created": "2025-01-01"},
-        "licenses": [{"url": "https://creativecommons.org/publicdomain/zero/1.0/", "id": 1, "name": "CC0 1.0"}],
+        "info": {
+            "description": "silc-bench synthetic world",
+            "url": "",
+            "version": "1.0",
+            "year": 2025,
+            "contributor": "silc-bench",
+            "date_created": "2025-01-01",
+        },
+        "licenses": [
+            {"url": "https://creativecommons.org/publicdomain/zero/1.0/", "id": 1, "name": "CC0 1.0"}
+        ],
         "images": images,
         "annotations": anns,
         "categories": coco_categories(),
-    }  # fmt: skip
+    }

@@ -1,0 +1,67 @@
+"""Suite files: the shipped suites resolve against the registry; bad files and missing data are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.suites import known_suites, load_suite
+from silc.errors import UserError
+
+
+@pytest.mark.parametrize("name", ["default", "paper", "ablations"])
+def test_shipped_suites_resolve(name: str) -> None:
+    suite = load_suite(name)
+    resolved = suite.resolve()
+    assert {r.entry.benchmark for r in resolved} >= {"zeroshot-cls", "retrieval", "seg-ade20k", "det-ovcoco"}
+    assert (suite.world is None) == (name == "paper")
+    assert name in known_suites()
+
+
+def test_paper_preflight_lists_everything_missing_with_layouts(tmp_path: Path) -> None:
+    suite = load_suite("paper")
+    problems = suite.preflight(tmp_path)
+    for folder in ("imagenet", "flickr30k", "ADEChallengeData2016", "coco"):
+        assert any(f"{tmp_path / folder}" in p for p in problems), folder
+    assert any("expected layout" in p and "wnid" in p for p in problems)
+    (tmp_path / "flickr30k" / "images").mkdir(parents=True)
+    problems = suite.preflight(tmp_path)
+    assert any(
+        p.endswith(f"{tmp_path / 'flickr30k' / 'dataset_flickr30k.json'}: not found") for p in problems
+    )
+    assert not any(p.endswith(f"{tmp_path / 'flickr30k' / 'images'}: not found") for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("benchmarks: []\n", "a non-empty 'benchmarks' list"),
+        (
+            "benchmarks:\n  - {benchmark: retrieval, data: x, protocl: a}\n",
+            "unknown key 'protocl' (did you mean 'protocol'?)",
+        ),
+        ("benchmarks:\n  - {benchmark: retrieval}\n", "'data' must be a non-empty string"),
+        ("benchmarks:\n  - {benchmark: retrieval, data: x}\nworld: [1]\n", "'world' must be a mapping"),
+        ("benchmarks: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_suite_files(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_suite(str(path))
+    assert needle in str(e.value) and str(path) in str(e.value)
+
+
+def test_unknown_benchmark_protocol_and_knob(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    for entry, needle in (
+        ("{benchmark: nope, data: x}", "unknown benchmark 'nope'"),
+        ("{benchmark: retrieval, protocol: nope, data: x}", "has no protocol 'nope'"),
+        ("{benchmark: retrieval, data: x, overrides: {nope: 1}}", "has no knob 'nope'"),
+    ):
+        path.write_text(f"benchmarks:\n  - {entry}\n")
+        with pytest.raises(UserError) as e:
+            load_suite(str(path)).resolve()
+        assert needle in str(e.value)

@@ -1,0 +1,116 @@
+"""`silc-bench eval seg-ade20k` end to end on the synthetic world (every dense mode), its record against a direct
+numpy confusion matrix, --visualize, and bad inputs as one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.mm
+pytest.importorskip("mmseg")
+pytest.importorskip("mmcv.ops")
+
+from adapters.encoder import DENSE_MODES  # noqa: E402
+from benchmarks.records import read_record  # noqa: E402
+from silc.cli import main  # noqa: E402
+from tests.conftest import TINY_MODEL_CONFIG  # noqa: E402
+from tests.seg_fixtures import block_labels, confusion_metrics, write_ade  # noqa: E402
+
+TINY = f"tiny=openclip:{TINY_MODEL_CONFIG}"
+
+
+def _eval(data: Path, results: Path, *extra: str) -> int:
+    return main(["eval", "seg-ade20k", "--model", TINY, "--data", str(data), "--results", str(results),
+                 "--workers", "0", "--protocol", "synth", "--cache-dir", f"{results}-cache", *extra])  # fmt: skip
+
+
+def _records(results: Path) -> list:
+    return [read_record(p) for p in sorted(results.rglob("seg-ade20k.*.json"))]
+
+
+@pytest.mark.slow
+def test_every_dense_mode_end_to_end_on_the_synthetic_world(synth_root, tmp_path):
+    for mode in DENSE_MODES:
+        assert _eval(synth_root, tmp_path, "--dense-mode", mode) == 0
+    records = {r.protocol["dense_mode"]: r for r in _records(tmp_path)}
+    assert sorted(records) == sorted(DENSE_MODES)
+    for record in records.values():
+        assert record.num_samples == 40 and record.split == "validation"
+        assert 0 <= record.metrics["mIoU"] <= 100 and 0 <= record.metrics["aAcc"] <= 100
+        assert record.protocol["templates"] == "openai80" and record.protocol["templates_count"] == 80
+        assert record.protocol["names_count"] == 22 and len(record.extra["per_class_iou"]) == 22
+        assert record.versions.get("mmsegmentation") == "1.2.2"
+    # The mode reaches the encoder: a random tiny ViT predicts differently in each mode.
+    assert len({json.dumps(r.extra["per_class_iou"]) for r in records.values()}) == len(DENSE_MODES)
+
+
+def test_record_equals_numpy_confusion_matrix_of_saved_predictions(synth_root, tmp_path):
+    assert _eval(synth_root, tmp_path, "--dense-mode", "maskclip", "--save-predictions") == 0
+    (record,) = _records(tmp_path)
+    ade = synth_root / "ADEChallengeData2016"
+    pairs = []
+    for gt_path in sorted((ade / "annotations" / "validation").glob("*.png")):
+        gt = np.asarray(Image.open(gt_path)).astype(np.int64)
+        gt = np.where(gt == 0, 255, gt - 1)  # reduce_zero_label
+        saved = np.asarray(Image.open(Path(record.extra["predictions_dir"]) / gt_path.name)).astype(np.int64)
+        pairs.append((saved - 1, gt))  # IoUMetric saves prediction + 1 for reduce_zero_label datasets
+    ours = confusion_metrics(pairs, 22)
+    assert len(pairs) == record.num_samples == 40
+    for key in ("mIoU", "aAcc", "mAcc"):
+        assert abs(ours[key] - record.metrics[key]) <= 0.005 + 1e-9, key
+    recorded = np.array([np.nan if v is None else v for v in record.extra["per_class_iou"].values()])
+    np.testing.assert_allclose(recorded, ours["IoU"], atol=1e-6, equal_nan=True)
+    assert 0 < record.metrics["mIoU"] < 100  # a random encoder: a non-trivial check
+
+
+def test_visualize_writes_panels(synth_root, tmp_path):
+    assert _eval(synth_root, tmp_path, "--visualize", "2") == 0
+    (record,) = _records(tmp_path)
+    panels = [Path(p) for p in record.extra["visualizations"]]
+    assert len(panels) == 2 and all(p.is_file() for p in panels)
+    with Image.open(panels[0]) as im:
+        assert im.size == (1200, 460)
+
+
+def _small_world(root: Path) -> Path:
+    """Four colour-coded 64-px images in the synthetic ADE layout with a 5-class classnames.txt."""
+    rng = np.random.default_rng(0)
+    maps = {f"ADE_val_{i:08d}": block_labels(rng, 64, 64, 16, range(6)) for i in range(1, 5)}
+    ade = write_ade(root, maps, {v: v for v in range(6)})
+    (ade / "classnames.txt").write_text("grass\nwater\nsky\ncircle\nsquare\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "breakage,message",
+    [
+        ("missing annotation", "no label map for 1 of 4 images, e.g. ADE_val_00000002.png"),
+        ("label out of range", "label value(s) [8] out of range for 5 classes"),
+        ("wrong layout", "expected ADEChallengeData2016/{images,annotations}/<split>/"),
+        ("unknown mode", "--dense-mode 'fancy': expected one of naive, maskclip, sclip, clearclip"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys, breakage, message):
+    data = _small_world(tmp_path / "world")
+    ade = data / "ADEChallengeData2016"
+    extra = []
+    if breakage == "missing annotation":
+        (ade / "annotations" / "validation" / "ADE_val_00000002.png").unlink()
+    elif breakage == "label out of range":
+        labels = np.asarray(Image.open(ade / "annotations" / "validation" / "ADE_val_00000003.png")).copy()
+        labels[:4, :4] = 9  # 9 - 1 = 8 >= 5 classes
+        Image.fromarray(labels).save(ade / "annotations" / "validation" / "ADE_val_00000003.png")
+    elif breakage == "wrong layout":
+        shutil.move(ade / "images", ade / "imgs")
+    else:
+        extra = ["--dense-mode", "fancy"]
+    capsys.readouterr()
+    assert _eval(data, tmp_path / "results", *extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("silc-bench: error: ") and message in err, err
+    assert not list((tmp_path / "results").rglob("*.json"))
