@@ -71,16 +71,22 @@ def resolve_encoder(spec: str, device: str | None = None) -> Encoder:
     return _ENCODERS[spec]
 
 
-def read_split(path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """(base, novel) category names from an OV split JSON ``{"base": [...], "novel": [...]}``."""
+def read_split(path: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
+    """(base, novel, labels) from an OV split JSON ``{"base": [...], "novel": [...], "labels": [...]}``.
+
+    ``labels`` is the order of the categories in the annotation files (``silc-bench data ov-coco`` writes it:
+    ascending category id); without it, base then novel."""
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
         base, novel = list(obj["base"]), list(obj["novel"])
+        labels = list(obj.get("labels") or base + novel)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(
             f"{path}: expected an OV split JSON with 'base' and 'novel' name lists ({e})"
         ) from None
-    return base, novel
+    if sorted(labels) != sorted(base + novel):
+        raise UserError(f"{path}: 'labels' must list the base and novel categories, each once")
+    return base, novel, labels
 
 
 class _LayerNorm2d(nn.Module):
@@ -151,7 +157,7 @@ class FrozenEncoderPyramid(BaseModule):
     def dense(self, images: Tensor) -> Tensor:
         """The frozen encoder's dense map of a batch of normalised images, on the images' device."""
         out = self.encoder.encode_dense(images.to(self.encoder.device), mode=self.dense_mode)
-        return out.to(images.device, torch.float32)
+        return out.to(images.device, torch.float32).clone()  # a normal tensor, even from inference mode
 
     def pyramid(self, dense: Tensor) -> tuple[Tensor, ...]:
         return tuple(level(dense) for level in self.levels)
@@ -234,8 +240,8 @@ class TextEmbeddingBBoxHead(Shared2FCBBoxHead):
 class FVLM(TwoStageDetector):
     """F-VLM on a frozen encoder: simple pyramid + RPN + text-embedding RoI head, open-vocabulary scoring.
 
-    ``split_file`` names the base (training) and novel categories; the test vocabulary is base then novel, the
-    label order of :class:`OVCocoDataset`. Filled in from the encoder: anchor and RoI strides (its patch size),
+    ``split_file`` names the base (training) and novel categories and the label order (see :func:`read_split`),
+    shared with :class:`OVCocoDataset`. Filled in from the encoder: anchor and RoI strides (its patch size),
     the RoI head's embedding size, and the data preprocessor's mean/std and padding."""
 
     def __init__(
@@ -255,7 +261,7 @@ class FVLM(TwoStageDetector):
         encoder = resolve_encoder(backbone["encoder"], backbone.get("device"))
         if encoder.patch_size is None:
             raise UserError(f"{encoder.name}: the encoder has no dense features (needed by the detector)")
-        base, novel = read_split(split_file)
+        base, novel, labels = read_split(split_file)
         strides = [encoder.patch_size / s for s in backbone.get("scales", (4.0, 2.0, 1.0, 0.5))]
         rpn_head["anchor_generator"]["strides"] = strides
         roi_head["bbox_roi_extractor"]["featmap_strides"] = strides
@@ -278,11 +284,12 @@ class FVLM(TwoStageDetector):
         )
         self.alpha, self.beta = alpha, beta
         self.logit_scale = encoder.logit_scale
-        names = base + novel
-        # Text embeddings come from the frozen encoder: buffers that move with the model, not saved.
-        self.register_buffer("test_text", text_classifier(encoder, names, templates), persistent=False)
-        self.register_buffer("train_text", self.test_text[: len(base)].clone(), persistent=False)
-        self.register_buffer("novel", torch.arange(len(names)) >= len(base), persistent=False)
+        # Text embeddings come from the frozen encoder: buffers that move with the model, not saved. Label
+        # order is the annotation files' (labels); training sees only the base categories, in that order.
+        is_base = torch.tensor([name in base for name in labels])
+        self.register_buffer("test_text", text_classifier(encoder, labels, templates), persistent=False)
+        self.register_buffer("train_text", self.test_text[is_base].clone(), persistent=False)
+        self.register_buffer("novel", ~is_base, persistent=False)
         self.base_classes, self.novel_classes = tuple(base), tuple(novel)
         self.roi_head.bbox_head.use_vocabulary(self.train_text)
 
@@ -310,7 +317,7 @@ class FVLM(TwoStageDetector):
 
 
 class _SplitOrderCOCO(COCO):
-    """mmdet's COCO whose category ids for ``cat_names`` must come in that order (labels = split order)."""
+    """mmdet's COCO whose category ids for ``cat_names`` must come in that order (the split file's labels)."""
 
     def __init__(self, annotation_file: str | None = None) -> None:
         self.source = annotation_file
@@ -321,25 +328,25 @@ class _SplitOrderCOCO(COCO):
         found = [self.cats[i]["name"] for i in ids]
         if cat_names and found != list(cat_names):
             raise UserError(
-                f"{self.source}: categories must be exactly the split's, listed base then novel "
-                f"(write the file with 'silc-bench data ov-coco'); found {found}"
+                f"{self.source}: categories must be the split's, in the order of its 'labels' "
+                f"(write both with 'silc-bench data ov-coco'); found {found}, expected {list(cat_names)}"
             )
         return ids
 
 
 @DATASETS.register_module()
 class OVCocoDataset(CocoDataset):
-    """CocoDataset over an OV-COCO annotation file: classes = the split's base names (``subset='base'``) or
-    base then novel (``subset='all'``), with ``base_classes``/``novel_classes`` in the metainfo for
-    OVCocoMetric. The file's category order must match (as ``silc-bench data ov-coco`` writes it)."""
+    """CocoDataset over an OV-COCO annotation file: classes = the split's labels (``subset='all'``) or its base
+    categories in that order (``subset='base'``), with ``base_classes``/``novel_classes`` in the metainfo for
+    OVCocoMetric. The file must list its categories in that order (as ``silc-bench data ov-coco`` writes it)."""
 
     COCOAPI = _SplitOrderCOCO
 
     def __init__(self, split_file: str, subset: str = "all", **kwargs: Any) -> None:
-        base, novel = read_split(split_file)
+        base, novel, labels = read_split(split_file)
         if subset not in ("base", "all"):
             raise ValueError(f"subset {subset!r}: expected 'base' or 'all'")
-        classes = tuple(base) if subset == "base" else tuple(base + novel)
+        classes = tuple(n for n in labels if subset == "all" or n in base)
         metainfo = dict(kwargs.pop("metainfo", None) or {})
         metainfo.update(classes=classes, base_classes=tuple(base), novel_classes=tuple(novel))
         super().__init__(metainfo=metainfo, **kwargs)
@@ -364,7 +371,7 @@ class PlainStateDictHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self.seconds.append(time.perf_counter() - self._start)
         if outputs is not None and "loss" in outputs:
-            self.losses.append(float(outputs["loss"]))
+            self.losses.append(float(torch.as_tensor(outputs["loss"]).detach()))
 
     def after_train(self, runner) -> None:
         from silc.io import atomic_write

@@ -245,7 +245,8 @@ class ZeroShotSegmentor(BaseSegmentor):
             query_logits = torch.matmul(op_y[rows], across)
             if self.has_synonyms:
                 class_logits = query_logits.new_empty((self.num_classes, *query_logits.shape[1:]))
-                class_logits.index_reduce_(0, owner, query_logits, "amax", include_self=False)
+                index = owner.view(-1, 1, 1).expand_as(query_logits)
+                class_logits.scatter_reduce_(0, index, query_logits, "amax", include_self=False)
             else:
                 class_logits = query_logits
             yield rows, class_logits, query_logits

@@ -93,7 +93,9 @@ class FeatureCache:
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
             tensor = entry["tensor"]
-            if entry["sha256"] != _tensor_sha256(tensor) or entry["parts"] != json.dumps(parts, sort_keys=True):
+            if entry["sha256"] != _tensor_sha256(tensor) or entry["parts"] != json.dumps(
+                parts, sort_keys=True
+            ):
                 raise ValueError("checksum mismatch")
         except Exception as e:  # any unreadable entry is recomputed, never trusted
             log.warning("feature cache entry %s is corrupt (%s); recomputing", path, e)
@@ -107,7 +109,11 @@ class FeatureCache:
             return
         tensor = tensor.detach().cpu().contiguous()
         buf = io.BytesIO()
-        entry = {"tensor": tensor, "sha256": _tensor_sha256(tensor), "parts": json.dumps(parts, sort_keys=True)}
+        entry = {
+            "tensor": tensor,
+            "sha256": _tensor_sha256(tensor),
+            "parts": json.dumps(parts, sort_keys=True),
+        }
         torch.save(entry, buf)
         atomic_write_bytes(self.path(self.key(parts)), buf.getvalue())
 
@@ -137,8 +143,9 @@ class EncodeSettings:
     cache: FeatureCache | None = None
 
 
-def image_parts(encoder: Encoder, refs: Sequence[ImageRef], root: str | Path, precision: str,
-                mode: str | None = None) -> dict[str, Any]:
+def image_parts(
+    encoder: Encoder, refs: Sequence[ImageRef], root: str | Path, precision: str, mode: str | None = None
+) -> dict[str, Any]:
     """The cache key parts of an image set: weights, data (stat fingerprint), transform, dense mode, precision."""
     return {
         "kind": "image",
@@ -151,8 +158,14 @@ def image_parts(encoder: Encoder, refs: Sequence[ImageRef], root: str | Path, pr
     }
 
 
-def encode_images(encoder: Encoder, refs: Sequence[ImageRef], root: str | Path, settings: EncodeSettings,
-                  mode: str | None = None, desc: str = "images") -> Features:
+def encode_images(
+    encoder: Encoder,
+    refs: Sequence[ImageRef],
+    root: str | Path,
+    settings: EncodeSettings,
+    mode: str | None = None,
+    desc: str = "images",
+) -> Features:
     """Normalised global (``mode=None``) or dense features of ``refs``, from the cache when present."""
     cache = settings.cache or FeatureCache(None)
     parts = image_parts(encoder, refs, root, settings.precision, mode)
@@ -195,15 +208,20 @@ def _cpu_threads_beside_workers(device: torch.device, workers: int) -> Iterator[
         torch.set_num_threads(before)
 
 
-def _run_images(encoder: Encoder, refs: Sequence[ImageRef], settings: EncodeSettings, mode: str | None,
-                desc: str) -> torch.Tensor:
+def _run_images(
+    encoder: Encoder, refs: Sequence[ImageRef], settings: EncodeSettings, mode: str | None, desc: str
+) -> torch.Tensor:
     out: torch.Tensor | None = None
     device = encoder.device
     n_batches = (len(refs) + settings.batch_size - 1) // settings.batch_size
-    with (torch.inference_mode(), autocast(device, settings.precision),
-          _cpu_threads_beside_workers(device, settings.workers)):
-        for x, idx in tqdm(_loader(refs, encoder, settings), total=n_batches, desc=desc, unit="batch",
-                           disable=None):
+    with (
+        torch.inference_mode(),
+        autocast(device, settings.precision),
+        _cpu_threads_beside_workers(device, settings.workers),
+    ):
+        for x, idx in tqdm(
+            _loader(refs, encoder, settings), total=n_batches, desc=desc, unit="batch", disable=None
+        ):
             x = x.to(device, non_blocking=True)
             f = encoder.encode_image(x) if mode is None else encoder.encode_dense(x, mode)
             f = F.normalize(f.float(), dim=1).cpu()
@@ -214,7 +232,9 @@ def _run_images(encoder: Encoder, refs: Sequence[ImageRef], settings: EncodeSett
     return out
 
 
-def encode_texts(encoder: Encoder, texts: Sequence[str], settings: EncodeSettings, desc: str = "texts") -> Features:
+def encode_texts(
+    encoder: Encoder, texts: Sequence[str], settings: EncodeSettings, desc: str = "texts"
+) -> Features:
     """Normalised text embeddings ``[N, D]`` of ``texts`` in order, from the cache when present."""
     cache = settings.cache or FeatureCache(None)
     parts = {
@@ -244,7 +264,9 @@ def settings_from_options(options: dict[str, Any], precision: str) -> EncodeSett
     return EncodeSettings(
         precision=precision,
         batch_size=int(options.get("batch_size") or 64),
-        workers=int(options["workers"]) if options.get("workers") is not None else min(4, os.cpu_count() or 1),
+        workers=int(options["workers"])
+        if options.get("workers") is not None
+        else min(4, os.cpu_count() or 1),
         cache=FeatureCache(cache_dir),
     )
 

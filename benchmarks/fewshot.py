@@ -55,7 +55,9 @@ def choose_c(x: np.ndarray, y: np.ndarray, k: int, protocol: dict[str, Any], see
     for c in protocol["c_grid"]:
         accs = []
         for tr, te in splitter.split(x, y):
-            accs.append(float((fit_probe(x[tr], y[tr], c, protocol["max_iter"]).predict(x[te]) == y[te]).mean()))
+            accs.append(
+                float((fit_probe(x[tr], y[tr], c, protocol["max_iter"]).predict(x[te]) == y[te]).mean())
+            )
         scores[float(c)] = float(np.mean(accs))
     best = max(scores.values())
     return min(c for c, s in scores.items() if s == best), scores
@@ -100,30 +102,42 @@ class FewShotLinearProbe(Harness):
 
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
         if not protocol["shots"] or any(k < 1 for k in protocol["shots"]) or not protocol["seeds"]:
-            raise UserError(f"shots/seeds: expected positive shot counts and at least one seed, got "
-                            f"{protocol['shots']} / {protocol['seeds']}")
+            raise UserError(
+                f"shots/seeds: expected positive shot counts and at least one seed, got "
+                f"{protocol['shots']} / {protocol['seeds']}"
+            )
         meta = read_class_meta(data_root, protocol["val_split"])
         read_class_meta(data_root, protocol["train_split"])
         pinned = meta.pinned()
-        return {**pin_encoding(protocol, encoder), "num_classes": pinned["num_classes"],
-                "classnames_sha256": pinned["classnames_sha256"]}
+        return {
+            **pin_encoding(protocol, encoder),
+            "num_classes": pinned["num_classes"],
+            "classnames_sha256": pinned["classnames_sha256"],
+        }
 
-    def evaluate(self, encoder: Encoder, data_root: Path, protocol: dict[str, Any],
-                 options: dict[str, Any]) -> Evaluation:
+    def evaluate(
+        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+    ) -> Evaluation:
         protocol = self.pin_protocol(protocol, encoder, data_root)
         train = read_classification(data_root, protocol["train_split"])
         val = read_classification(data_root, protocol["val_split"])
         if len(train.meta.classnames) != len(val.meta.classnames):
-            raise UserError(f"{data_root}: {protocol['train_split']} has {len(train.meta.classnames)} classes, "
-                            f"{protocol['val_split']} has {len(val.meta.classnames)}")
+            raise UserError(
+                f"{data_root}: {protocol['train_split']} has {len(train.meta.classnames)} classes, "
+                f"{protocol['val_split']} has {len(val.meta.classnames)}"
+            )
         num_classes, k_max = len(train.meta.classnames), max(protocol["shots"])
         _check_enough(train, k_max)
         settings = settings_from_options(options, protocol["precision"])
         shots = {s: sample_shots(train.labels, num_classes, k_max, s) for s in protocol["seeds"]}
         chosen = sorted({i for per_class in shots.values() for idx in per_class for i in idx})
         pos = {i: j for j, i in enumerate(chosen)}
-        train_feats = encode_images(encoder, [train.refs[i] for i in chosen], data_root, settings, desc="shots")
-        val_feats = encode_images(encoder, val.refs, data_root, settings, desc=f"{self.name} {val.meta.split}")
+        train_feats = encode_images(
+            encoder, [train.refs[i] for i in chosen], data_root, settings, desc="shots"
+        )
+        val_feats = encode_images(
+            encoder, val.refs, data_root, settings, desc=f"{self.name} {val.meta.split}"
+        )
         x_all = train_feats.tensor.double().numpy()
         x_val, y_val = val_feats.tensor.double().numpy(), np.asarray(val.labels)
         metrics: dict[str, Any] = {}
@@ -145,7 +159,9 @@ class FewShotLinearProbe(Harness):
             "num_train_images_encoded": len(chosen),
             "image_features_from_cache": {"train": train_feats.from_cache, "val": val_feats.from_cache},
         }
-        return Evaluation(metrics, val.meta.split, len(val.refs), train_feats.encoded + val_feats.encoded, extra)
+        return Evaluation(
+            metrics, val.meta.split, len(val.refs), train_feats.encoded + val_feats.encoded, extra
+        )
 
 
 def _check_enough(train: ClassificationData, k: int) -> None:
@@ -153,8 +169,10 @@ def _check_enough(train: ClassificationData, k: int) -> None:
     short = [i for i, n in enumerate(counts) if n < k]
     if short:
         name = train.meta.classnames[short[0]]
-        raise UserError(f"{train.meta.root / train.meta.split}: class {name!r} has {counts[short[0]]} images, "
-                        f"fewer than the {k} shots asked for ({len(short)} such classes); lower --shots")
+        raise UserError(
+            f"{train.meta.root / train.meta.split}: class {name!r} has {counts[short[0]]} images, "
+            f"fewer than the {k} shots asked for ({len(short)} such classes); lower --shots"
+        )
 
 
 register(FewShotLinearProbe())

@@ -47,8 +47,13 @@ def per_class_recall(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
     return out
 
 
-def retrieval_recall(image_emb: torch.Tensor, text_emb: torch.Tensor, text_image: torch.Tensor,
-                     ks: Sequence[int], max_elements: int = 1 << 24) -> dict[str, float]:
+def retrieval_recall(
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    text_image: torch.Tensor,
+    ks: Sequence[int],
+    max_elements: int = 1 << 24,
+) -> dict[str, float]:
     """CLIP-style recall@k: the fraction of queries with at least one positive among the top-k by dot product.
 
     ``image_retrieval_recall@k``: text queries over images; ``text_retrieval_recall@k``: image queries over texts

@@ -24,7 +24,7 @@ SPLIT_FILE = "annotations/ov_split.json"
 
 @dataclass(frozen=True)
 class OVSplit:
-    """Base and novel category names (disjoint); ``names`` is base then novel, the detector's label order."""
+    """Base and novel category names (disjoint); ``names`` is base then novel."""
 
     base: tuple[str, ...]
     novel: tuple[str, ...]
@@ -133,10 +133,11 @@ def check_split(
 
 
 def restrict(coco: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """A copy of ``coco`` keeping only the categories ``names`` (in that order, ids unchanged) and their
-    annotations; every image stays, so images without annotations remain as in COCO."""
-    by_name = {c["name"]: c for c in coco["categories"]}
-    categories = [by_name[n] for n in names]
+    """A copy of ``coco`` keeping only the categories ``names`` and their annotations; every image stays, so
+    images without annotations remain as in COCO. Categories keep their ids and are listed by ascending id, as
+    COCO lists them (mmdet's OVCocoMetric picks base/novel precision columns assuming that order)."""
+    wanted = set(names)
+    categories = sorted((c for c in coco["categories"] if c["name"] in wanted), key=lambda c: c["id"])
     keep = {c["id"] for c in categories}
     out = {k: v for k, v in coco.items() if k not in ("categories", "annotations")}
     out["categories"] = categories
@@ -148,16 +149,20 @@ def write_ov_coco(coco_root: str | os.PathLike, out_dir: str | os.PathLike, spli
     """Write base-only training and base+novel validation annotations for ``coco_root`` under ``out_dir``.
 
     ``out_dir`` becomes a COCO-style root: ``annotations/instances_train2017_base.json``,
-    ``annotations/instances_val2017_ov.json``, ``annotations/ov_split.json`` (the split used, base then novel) and links
-    ``train2017``/``val2017`` to the source image folders. Returns a summary of what was written.
+    ``annotations/instances_val2017_ov.json``, ``annotations/ov_split.json`` (the split used, plus ``labels``:
+    the validation categories in file order, which is the detector's label order) and links ``train2017`` and
+    ``val2017`` to the source image folders. Returns a summary of what was written.
     """
     coco_root, out_dir = Path(coco_root), Path(out_dir)
     summary: dict[str, Any] = {"split": split.source, "base": len(split.base), "novel": len(split.novel)}
+    labels: list[str] = []
     for subset, names, target in (("train2017", split.base, TRAIN_FILE), ("val2017", split.names, VAL_FILE)):
         src = coco_root / "annotations" / f"instances_{subset}.json"
         coco = load_coco(src)
         check_split(split, coco, src, names)
         restricted = restrict(coco, names)
+        if subset == "val2017":
+            labels = [c["name"] for c in restricted["categories"]]
         atomic_write_json(out_dir / target, restricted)
         _link_images(coco_root / subset, out_dir / subset)
         summary[subset] = {
@@ -166,7 +171,7 @@ def write_ov_coco(coco_root: str | os.PathLike, out_dir: str | os.PathLike, spli
             "annotations": len(restricted["annotations"]),
             "categories": len(restricted["categories"]),
         }
-    atomic_write_json(out_dir / SPLIT_FILE, split.to_json())
+    atomic_write_json(out_dir / SPLIT_FILE, {**split.to_json(), "labels": labels})
     return summary
 
 

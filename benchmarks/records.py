@@ -78,7 +78,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def record_path(results_dir: str | Path, model: str, benchmark: str, protocol_name: str, protocol: dict) -> Path:
+def record_path(
+    results_dir: str | Path, model: str, benchmark: str, protocol_name: str, protocol: dict
+) -> Path:
     """Where the record for (model alias, benchmark, protocol) lives."""
     fname = f"{_safe(benchmark)}.{_safe(protocol_name)}.{protocol_hash(protocol)}.json"
     return Path(results_dir) / _safe(model) / fname

@@ -21,6 +21,7 @@ BUILTIN_HARNESS_MODULES: list[str] = [
     "benchmarks.retrieval",
     "benchmarks.fewshot",
     "benchmarks.detection.harness",
+    "benchmarks.segmentation",
 ]
 ENTRY_POINT_GROUP = "silc_bench.harnesses"
 
@@ -47,7 +48,7 @@ class Harness(ABC):
     protocols: dict[str, dict[str, Any]]
     default_protocol: str
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027 (optional hook)
         """Add harness-specific options to ``silc-bench eval <name>`` (protocol knobs, --visualize, ...)."""
 
     def protocol_overrides(self, args: argparse.Namespace) -> dict[str, Any]:

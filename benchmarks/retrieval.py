@@ -52,8 +52,9 @@ class Retrieval(Harness):
         digest = hashlib.sha256(ann.read_bytes()).hexdigest()
         return {**pin_encoding(protocol, encoder), "annotations": ann.name, "annotations_sha256": digest}
 
-    def evaluate(self, encoder: Encoder, data_root: Path, protocol: dict[str, Any],
-                 options: dict[str, Any]) -> Evaluation:
+    def evaluate(
+        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+    ) -> Evaluation:
         protocol = self.pin_protocol(protocol, encoder, data_root)
         data = read_karpathy(data_root, protocol["split"], image_dir=options.get("image_dir"))
         texts = [c for caps in data.captions for c in caps]

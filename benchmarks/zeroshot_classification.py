@@ -61,8 +61,9 @@ class ZeroShotClassification(Harness):
             return [f"{data_root}: folder does not exist; expected val/<class>/<image> + classnames.txt"]
         return []
 
-    def evaluate(self, encoder: Encoder, data_root: Path, protocol: dict[str, Any],
-                 options: dict[str, Any]) -> Evaluation:
+    def evaluate(
+        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+    ) -> Evaluation:
         protocol = self.pin_protocol(protocol, encoder, data_root)
         data = read_classification(data_root, protocol["split"], protocol["templates"])
         settings = settings_from_options(options, protocol["precision"])
@@ -78,7 +79,9 @@ class ZeroShotClassification(Harness):
         metrics: dict[str, Any] = {f"acc{k}": v for k, v in acc.items()}
         metrics["mean_per_class_recall"] = mean_per_class_recall(pred, target)
         notes = [
-            f"acc{k} undefined: the dataset has {len(classnames)} classes (< {k})" for k, v in acc.items() if v is None
+            f"acc{k} undefined: the dataset has {len(classnames)} classes (< {k})"
+            for k, v in acc.items()
+            if v is None
         ]
         recalls = per_class_recall(pred, target, len(classnames))
         extra = {

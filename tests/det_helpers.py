@@ -17,8 +17,9 @@ from PIL import Image, ImageDraw
 
 from adapters.encoder import Encoder
 
-# Non-contiguous ids, as COCO's; "foxtrot" is in neither split list (only in the "all" vocabulary).
-CATEGORIES = [(2, "alpha"), (5, "bravo"), (11, "charlie"), (17, "delta"), (40, "echo"), (90, "foxtrot")]
+# Non-contiguous ids, as COCO's, listed out of id order with base and novel interleaved by id; "foxtrot" is in
+# neither split list (only in the "all" vocabulary).
+CATEGORIES = [(2, "alpha"), (17, "bravo"), (40, "charlie"), (5, "delta"), (11, "echo"), (90, "foxtrot")]
 SPLIT = {"base": ["alpha", "bravo", "charlie"], "novel": ["delta", "echo"]}
 PALETTE = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
 

@@ -26,7 +26,9 @@ def class_colour(c: int, n: int) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(c / n, 0.8, 0.9))
 
 
-def class_image(c: int, n: int, rng: np.random.Generator, size: int = 24, confuse: float = 0.35) -> Image.Image:
+def class_image(
+    c: int, n: int, rng: np.random.Generator, size: int = 24, confuse: float = 0.35
+) -> Image.Image:
     """A noisy image of class ``c``: its colour, pulled towards a neighbouring class's colour at random."""
     base = class_colour(c, n)
     other = class_colour((c + rng.choice([-1, 1])) % n, n)
@@ -36,9 +38,15 @@ def class_image(c: int, n: int, rng: np.random.Generator, size: int = 24, confus
     return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8))
 
 
-def write_imagefolder(root: Path, classnames: Sequence[str], per_class: dict[str, int], seed: int = 0,
-                      folder_names: Sequence[str] | None = None, ext: str = ".png",
-                      templates: Sequence[str] | None = ("a photo of a {c}.", "a {c} thing.")) -> Path:
+def write_imagefolder(
+    root: Path,
+    classnames: Sequence[str],
+    per_class: dict[str, int],
+    seed: int = 0,
+    folder_names: Sequence[str] | None = None,
+    ext: str = ".png",
+    templates: Sequence[str] | None = ("a photo of a {c}.", "a {c} thing."),
+) -> Path:
     """``root/<split>/<folder>/img_XXX<ext>`` + classnames.txt (+ templates.txt) in ImageFolder layout."""
     rng = np.random.default_rng(seed)
     folders = list(folder_names or [f"class{i:03d}" for i in range(len(classnames))])
@@ -54,8 +62,14 @@ def write_imagefolder(root: Path, classnames: Sequence[str], per_class: dict[str
     return root
 
 
-def write_karpathy(root: Path, classnames: Sequence[str], splits: dict[str, int], seed: int = 0,
-                   image_dir: str = "images", name: str = "dataset_flickr30k.json") -> Path:
+def write_karpathy(
+    root: Path,
+    classnames: Sequence[str],
+    splits: dict[str, int],
+    seed: int = 0,
+    image_dir: str = "images",
+    name: str = "dataset_flickr30k.json",
+) -> Path:
     """A Flickr30k-style ``dataset_*.json`` + ``images/*.jpg``; each image shows one class, 2-5 captions."""
     rng = np.random.default_rng(seed)
     images, i = [], 0
@@ -65,16 +79,31 @@ def write_karpathy(root: Path, classnames: Sequence[str], splits: dict[str, int]
             c = int(rng.integers(len(classnames)))
             fname = f"{1000 + i}.jpg"
             class_image(c, len(classnames), rng).save(root / image_dir / fname, quality=95)
-            caps = [f"a picture of a {classnames[c]} number {int(rng.integers(100))}." for _ in range(2 + i % 4)]
-            images.append({"filename": fname, "split": split, "imgid": i,
-                           "sentences": [{"raw": t, "tokens": t.split()} for t in caps]})
+            caps = [
+                f"a picture of a {classnames[c]} number {int(rng.integers(100))}." for _ in range(2 + i % 4)
+            ]
+            images.append(
+                {
+                    "filename": fname,
+                    "split": split,
+                    "imgid": i,
+                    "sentences": [{"raw": t, "tokens": t.split()} for t in caps],
+                }
+            )
             i += 1
     (root / name).write_text(json.dumps({"images": images, "dataset": "flickr30k"}))
     return root / name
 
 
-def write_wds(root: Path, split: str, classnames: Sequence[str], n_per_class: int, seed: int = 0,
-              templates: Sequence[str] = ("a photo of a {c}.", "itap of a {c}."), max_count: int = 7) -> Path:
+def write_wds(
+    root: Path,
+    split: str,
+    classnames: Sequence[str],
+    n_per_class: int,
+    seed: int = 0,
+    templates: Sequence[str] = ("a photo of a {c}.", "itap of a {c}."),
+    max_count: int = 7,
+) -> Path:
     """A clip_benchmark webdataset, written by clip_benchmark's own ``convert_dataset`` (png, several shards)."""
     from clip_benchmark.webdataset_builder import convert_dataset
 
@@ -101,7 +130,9 @@ class PrototypeEncoder(Encoder):
     """Image features = softly assigned class prototypes from the image's mean colour, plus a per-image term;
     text features = the prototype of the class named in the text plus a small per-template term."""
 
-    def __init__(self, classnames: Sequence[str], dim: int = 16, seed: int = 0, spec: str = "proto=test-double"):
+    def __init__(
+        self, classnames: Sequence[str], dim: int = 16, seed: int = 0, spec: str = "proto=test-double"
+    ):
         g = torch.Generator().manual_seed(seed)
         self.classnames = list(classnames)
         n = len(classnames)
@@ -115,7 +146,12 @@ class PrototypeEncoder(Encoder):
         self.mean, self.std = MEAN, STD
         self.device = torch.device("cpu")
         self.preprocess = transforms.Compose(
-            [transforms.Resize(24), transforms.CenterCrop(24), transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
+            [
+                transforms.Resize(24),
+                transforms.CenterCrop(24),
+                transforms.ToTensor(),
+                transforms.Normalize(MEAN, STD),
+            ]
         )
         self.image_calls = 0
         self.text_calls = 0
@@ -123,7 +159,7 @@ class PrototypeEncoder(Encoder):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         self.image_calls += 1
         m = images.float().mean(dim=(2, 3))
-        w = torch.softmax(-torch.cdist(m, self.centres) ** 2 / 0.5, dim=-1)
+        w = torch.softmax(-(torch.cdist(m, self.centres) ** 2) / 0.5, dim=-1)
         return F.normalize(w @ self.protos + m @ self.proj, dim=-1)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:

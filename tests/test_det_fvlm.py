@@ -13,6 +13,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from benchmarks.detection.cocoeval import evaluate_boxes
 from benchmarks.ov_coco import VAL_FILE, load_split, write_ov_coco
 from benchmarks.records import read_record
 from silc.cli import main
@@ -36,6 +37,7 @@ def trained(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"record": read_record(path), "tmp": tmp, "argv": argv}
 
 
+@pytest.mark.slow
 def test_training_runs_and_the_loss_falls(trained: dict) -> None:
     record = trained["record"]
     weights = torch.load(record.extra["weights"], map_location="cpu", weights_only=True)  # safe loading works
@@ -51,6 +53,7 @@ def test_training_runs_and_the_loss_falls(trained: dict) -> None:
     assert len(list((trained["tmp"] / "vis").glob("*.png"))) == 2
 
 
+@pytest.mark.slow
 def test_ap_equals_cocoeval_and_ovcocometric_on_the_same_detections(trained: dict) -> None:
     record = trained["record"]
     ann_file = Path(record.extra["work_dir"]) / "ov-coco" / VAL_FILE
@@ -82,6 +85,7 @@ def test_ap_equals_cocoeval_and_ovcocometric_on_the_same_detections(trained: dic
     assert mm["coco/bbox_mAP_50"] == pytest.approx(m["AP50"] / 100, abs=1e-3)  # mmdet rounds to 3 decimals
 
 
+@pytest.mark.slow
 def test_saved_plain_weights_evaluate_to_the_same_numbers(trained: dict, tmp_path: Path) -> None:
     record = trained["record"]
     argv = list(trained["argv"])
@@ -105,40 +109,64 @@ def test_mmengine_checkpoints_are_not_what_we_load(tmp_path: Path) -> None:
         load_detector_weights(torch.nn.Linear(1, 1), bad)
 
 
-def _ov_world(tmp_path: Path) -> tuple[Path, object]:
+def _ov_world(tmp_path: Path) -> Path:
     coco = write_coco(tmp_path / "coco")
-    split = load_split(coco / "annotations" / "ov_split.json")
     out = tmp_path / "ov"
-    write_ov_coco(coco, out, split)
-    return out, split
+    write_ov_coco(coco, out, load_split(coco / "annotations" / "ov_split.json"))
+    return out
 
 
-def test_ground_truth_through_ovcocodataset_and_ovcocometric_gives_ap_100(tmp_path: Path) -> None:
+def _metric_on(out: Path, jitter: float, seed: int, prefix: Path | None = None) -> dict:
+    """OVCocoMetric on predictions made from the ground truth (boxes jittered by ``jitter`` px, random scores)."""
     from mmdet.evaluation import OVCocoMetric
     from mmdet.registry import DATASETS
 
     import adapters.mmdet  # noqa: F401 - registers OVCocoDataset
 
-    out, split = _ov_world(tmp_path)
-    dataset = DATASETS.build(dict(type="OVCocoDataset", split_file=str(out / "annotations/ov_split.json"),
-                                  data_root=str(out), ann_file=VAL_FILE, data_prefix=dict(img="val2017/"),
-                                  test_mode=True, pipeline=[]))  # fmt: skip
-    assert dataset.metainfo["classes"] == split.names
-    metric = OVCocoMetric(ann_file=str(out / VAL_FILE), metric="bbox")
+    split_file = str(out / "annotations/ov_split.json")
+    dataset = DATASETS.build(dict(type="OVCocoDataset", split_file=split_file, data_root=str(out),
+                                  ann_file=VAL_FILE, data_prefix=dict(img="val2017/"), test_mode=True,
+                                  pipeline=[]))  # fmt: skip
+    labels = json.loads((out / "annotations/ov_split.json").read_text())["labels"]
+    assert dataset.metainfo["classes"] == tuple(labels) == ("alpha", "delta", "echo", "bravo", "charlie")
+    metric = OVCocoMetric(ann_file=str(out / VAL_FILE), metric="bbox", outfile_prefix=prefix and str(prefix))
     metric.dataset_meta = dataset.metainfo
+    gen = torch.Generator().manual_seed(seed)
     samples = []
     for info in dataset:
-        boxes = [i["bbox"] for i in info["instances"] if not i["ignore_flag"]]
-        labels = [i["bbox_label"] for i in info["instances"] if not i["ignore_flag"]]
-        pred = {"bboxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                "labels": torch.tensor(labels, dtype=torch.long), "scores": torch.ones(len(labels))}  # fmt: skip
+        kept = [i for i in info["instances"] if not i["ignore_flag"]]
+        boxes = torch.tensor([i["bbox"] for i in kept], dtype=torch.float32).reshape(-1, 4)
+        boxes = boxes + jitter * torch.randn(boxes.shape, generator=gen)
+        scores = torch.rand(len(kept), generator=gen) if jitter else torch.ones(len(kept))
+        pred = {"bboxes": boxes, "labels": torch.tensor([i["bbox_label"] for i in kept]), "scores": scores}
         samples.append(
             {"img_id": info["img_id"], "ori_shape": (info["height"], info["width"]), "pred_instances": pred}
         )
     metric.process({}, samples)
-    result = metric.evaluate(len(samples))
+    return metric.evaluate(len(samples))
+
+
+def test_ground_truth_through_ovcocodataset_and_ovcocometric_gives_ap_100(tmp_path: Path) -> None:
+    result = _metric_on(_ov_world(tmp_path), jitter=0.0, seed=0)
     assert result["coco/base_ap50"] == pytest.approx(1.0) and result["coco/novel_ap50"] == pytest.approx(1.0)
     assert result["coco/bbox_mAP"] == pytest.approx(1.0)
+
+
+def test_ovcocometric_base_novel_equal_ours_on_the_same_detections(tmp_path: Path) -> None:
+    """Holds because our files list categories by ascending id: OVCocoMetric indexes COCOeval's precision
+    columns (sorted ids) by the file's category order."""
+    out = _ov_world(tmp_path)
+    result = _metric_on(out, jitter=3.0, seed=1, prefix=tmp_path / "dets")
+    gt = json.loads((out / VAL_FILE).read_text())
+    split = load_split(out / "annotations/ov_split.json")
+    ids = {c["name"]: c["id"] for c in gt["categories"]}
+    ours, _ = evaluate_boxes(gt, json.loads((tmp_path / "dets.bbox.json").read_text()),
+                             [ids[n] for n in split.base], [ids[n] for n in split.novel])  # fmt: skip
+    assert 0 < ours["AP"] < 100
+    for subset in ("base", "novel"):
+        assert result[f"coco/{subset}_ap"] == pytest.approx(ours[f"AP_{subset}"] / 100, abs=1e-6)
+        assert result[f"coco/{subset}_ap50"] == pytest.approx(ours[f"AP50_{subset}"] / 100, abs=1e-6)
+    assert result["coco/bbox_mAP"] == pytest.approx(ours["AP"] / 100, abs=1e-3)  # mmdet rounds to 3 decimals
 
 
 def test_ovcocodataset_refuses_a_file_in_another_category_order(tmp_path: Path) -> None:
@@ -146,12 +174,12 @@ def test_ovcocodataset_refuses_a_file_in_another_category_order(tmp_path: Path) 
 
     import adapters.mmdet  # noqa: F401
 
-    out, _ = _ov_world(tmp_path)
+    out = _ov_world(tmp_path)
     path = out / VAL_FILE
     obj = json.loads(path.read_text())
     obj["categories"] = sorted(obj["categories"], key=lambda c: c["name"], reverse=True)
     path.write_text(json.dumps(obj))
-    with pytest.raises(Exception, match="listed base then novel"):
+    with pytest.raises(Exception, match="in the order of its 'labels'"):
         DATASETS.build(dict(type="OVCocoDataset", split_file=str(out / "annotations/ov_split.json"),
                             data_root=str(out), ann_file=VAL_FILE, data_prefix=dict(img="val2017/"),
                             test_mode=True, pipeline=[]))  # fmt: skip

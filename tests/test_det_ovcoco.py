@@ -48,16 +48,16 @@ def test_data_ov_coco_writes_base_train_and_ov_val(tmp_path: Path, capsys) -> No
     summary = json.loads(capsys.readouterr().out)
     train = json.loads((out / "annotations" / "instances_train2017_base.json").read_text())
     val = json.loads((out / "annotations" / "instances_val2017_ov.json").read_text())
+    expected = [(2, "alpha"), (5, "delta"), (11, "echo"), (17, "bravo"), (40, "charlie")]  # by id, as COCO
+    assert [(c["id"], c["name"]) for c in val["categories"]] == expected
     assert [c["name"] for c in train["categories"]] == ["alpha", "bravo", "charlie"]
-    assert [(c["id"], c["name"]) for c in val["categories"]] == [
-        (2, "alpha"), (5, "bravo"), (11, "charlie"), (17, "delta"), (40, "echo")
-    ]  # fmt: skip
-    assert {a["category_id"] for a in train["annotations"]} == {2, 5, 11}  # delta's training box is gone
+    assert {a["category_id"] for a in train["annotations"]} == {2, 17, 40}  # delta's training box is gone
     assert len(train["images"]) == 3 and len(val["images"]) == 4  # images without annotations stay
     assert any(a["iscrowd"] for a in val["annotations"])  # crowd boxes stay, flagged
     assert all(a["category_id"] != 90 for a in val["annotations"])  # outside the split: dropped
     assert summary["val2017"]["annotations"] == len(val["annotations"]) == 7
-    assert json.loads((out / "annotations" / "ov_split.json").read_text())["novel"] == ["delta", "echo"]
+    written_split = json.loads((out / "annotations" / "ov_split.json").read_text())
+    assert written_split["novel"] == ["delta", "echo"] and written_split["labels"] == [n for _, n in expected]
     assert (out / "val2017" / "v1.png").is_file() and (out / "train2017").is_symlink()
     # a second run over the same output folder is fine
     assert main(["data", "ov-coco", "--coco", str(coco), "--out", str(out), "--split", str(split)]) == 0

@@ -71,14 +71,22 @@ def test_key_separates_transform_precision_and_data(data, tmp_path):
     cache = tmp_path / "cache"
     _run("zeroshot-cls", PrototypeEncoder(NAMES), data, cache)
     enc = PrototypeEncoder(NAMES)
-    enc.preprocess = transforms.Compose([transforms.Resize(20), transforms.CenterCrop(20), transforms.ToTensor(),
-                                         transforms.Normalize(enc.mean, enc.std)])
+    enc.preprocess = transforms.Compose(
+        [
+            transforms.Resize(20),
+            transforms.CenterCrop(20),
+            transforms.ToTensor(),
+            transforms.Normalize(enc.mean, enc.std),
+        ]
+    )
     _run("zeroshot-cls", enc, data, cache)
     assert enc.image_calls > 0 and enc.text_calls == 0  # new transform: images again, prompts cached
     enc = PrototypeEncoder(NAMES)
     _run("zeroshot-cls", enc, data, cache, precision="amp-bf16")
     assert enc.image_calls > 0 and enc.text_calls > 0
-    Image.new("RGB", (30, 30), "white").save(data / "val" / "class000" / "img_000.png")  # changed file, new key
+    Image.new("RGB", (30, 30), "white").save(
+        data / "val" / "class000" / "img_000.png"
+    )  # changed file, new key
     enc = PrototypeEncoder(NAMES)
     _run("zeroshot-cls", enc, data, cache)
     assert enc.image_calls > 0

@@ -51,7 +51,9 @@ def _assert_cls_equal(ours: dict, ref: dict) -> None:
 
 def _imagefolder_reference(encoder, root: Path, split: str = "val") -> dict:
     meta = read_class_meta(root, split)
-    ds = ImageFolder(str(root / split), transform=encoder.preprocess)  # what clip_benchmark uses for imagenet1k
+    ds = ImageFolder(
+        str(root / split), transform=encoder.preprocess
+    )  # what clip_benchmark uses for imagenet1k
     ds.classes = meta.classnames
     loader = DataLoader(ds, batch_size=5, shuffle=False, num_workers=0)
     return _cb_classification(encoder, loader, meta.classnames, meta.templates)
@@ -96,9 +98,14 @@ def test_zeroshot_parity_tiny_openclip(tmp_path, tiny_encoder):
 def _cb_retrieval(encoder, ann: Path, split: str) -> dict:
     data = read_karpathy(ann.parent, split)
     txt = ann.parent / f"cb_{split}.txt"  # clip_benchmark's Flickr annotation format: "image,caption" lines
-    txt.write_text("image,caption\n" + "".join(
-        f"{Path(r.path).name},{c}\n" for r, caps in zip(data.refs, data.captions, strict=True) for c in caps
-    ))
+    txt.write_text(
+        "image,caption\n"
+        + "".join(
+            f"{Path(r.path).name},{c}\n"
+            for r, caps in zip(data.refs, data.captions, strict=True)
+            for c in caps
+        )
+    )
     ds = Flickr(root=str(Path(data.refs[0].path).parent), ann_file=str(txt), transform=encoder.preprocess)
     loader = DataLoader(ds, batch_size=4, shuffle=False, num_workers=0, collate_fn=image_captions_collate_fn)
     model, _, tokenizer = wrap_encoder(encoder)
@@ -122,7 +129,9 @@ def test_retrieval_parity_nontrivial(tmp_path):
 
 def test_retrieval_parity_tiny_openclip(tmp_path, tiny_encoder):
     ann = write_karpathy(tmp_path / "flickr", NAMES, {"train": 2, "test": 14})
-    _assert_retrieval_equal(_ours("retrieval", tiny_encoder, ann).metrics, _cb_retrieval(tiny_encoder, ann, "test"))
+    _assert_retrieval_equal(
+        _ours("retrieval", tiny_encoder, ann).metrics, _cb_retrieval(tiny_encoder, ann, "test")
+    )
 
 
 def test_retrieval_chunking_does_not_change_recall():
@@ -135,11 +144,11 @@ def test_retrieval_chunking_does_not_change_recall():
     assert whole == chunked
 
 
-@pytest.mark.slow
 def test_parity_on_synthetic_world(synth_root, tiny_encoder):
     root = synth_root / "imagenet"
     ours = _ours("zeroshot-cls", tiny_encoder, root).metrics
     _assert_cls_equal(ours, _imagefolder_reference(tiny_encoder, root))
     ann = synth_root / "flickr30k" / "dataset_flickr30k.json"
-    _assert_retrieval_equal(_ours("retrieval", tiny_encoder, ann.parent).metrics,
-                            _cb_retrieval(tiny_encoder, ann, "test"))
+    _assert_retrieval_equal(
+        _ours("retrieval", tiny_encoder, ann.parent).metrics, _cb_retrieval(tiny_encoder, ann, "test")
+    )

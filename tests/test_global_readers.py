@@ -39,8 +39,21 @@ def _one_line_error(capsys, *needles: str) -> str:
 
 
 def _eval(cli, bench: str, data: Path, *extra: str) -> int:
-    return cli("eval", bench, "--model", f"t=openclip:{TINY_MODEL_CONFIG}", "--data", str(data), "--device", "cpu",
-               "--workers", "0", "--results", str(data.parent / "results"), *extra)
+    return cli(
+        "eval",
+        bench,
+        "--model",
+        f"t=openclip:{TINY_MODEL_CONFIG}",
+        "--data",
+        str(data),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--results",
+        str(data.parent / "results"),
+        *extra,
+    )
 
 
 def test_imagenet_wnid_layout_uses_open_clip_metadata(tmp_path):
@@ -74,7 +87,10 @@ def test_imagefolder_classnames_templates_and_braces(tmp_path):
     assert data.meta.templates_source == "templates.txt"
     assert len(data.refs) == 12 and data.labels == sorted(data.labels)
     openai = read_class_meta(root, "val", templates="openai")
-    assert len(openai.templates) == 80 and openai.pinned()["templates_sha256"] != data.meta.pinned()["templates_sha256"]
+    assert (
+        len(openai.templates) == 80
+        and openai.pinned()["templates_sha256"] != data.meta.pinned()["templates_sha256"]
+    )
 
 
 def test_webdataset_layout_matches_clip_benchmark_reader(tmp_path):
@@ -101,8 +117,12 @@ def test_karpathy_splits_filepath_and_captions(tmp_path):
     coco = tmp_path / "coco"
     (coco / "val2014").mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(coco / "val2014" / "COCO_val2014_000000000042.jpg")
-    entry = {"filepath": "val2014", "filename": "COCO_val2014_000000000042.jpg", "split": "test",
-             "sentences": [{"raw": "a cat."}, {"raw": "a dog."}]}
+    entry = {
+        "filepath": "val2014",
+        "filename": "COCO_val2014_000000000042.jpg",
+        "split": "test",
+        "sentences": [{"raw": "a cat."}, {"raw": "a dog."}],
+    }
     (coco / "dataset_coco.json").write_text(json.dumps({"images": [entry], "dataset": "coco"}))
     assert read_karpathy(coco, "test").refs[0].path.endswith("val2014/COCO_val2014_000000000042.jpg")
 
@@ -154,6 +174,8 @@ def test_trap_json_missing_keys(cli, capsys, tmp_path):
     ann.write_text(json.dumps({"images": [{"filename": "a.jpg", "split": "test"}]}))
     assert _eval(cli, "retrieval", d) == 2
     _one_line_error(capsys, str(ann), "images[0] is missing key 'sentences'")
-    ann.write_text(json.dumps({"images": [{"filename": "a.jpg", "split": "test", "sentences": [{"tokens": []}]}]}))
+    ann.write_text(
+        json.dumps({"images": [{"filename": "a.jpg", "split": "test", "sentences": [{"tokens": []}]}]})
+    )
     with pytest.raises(UserError, match=r"sentences\[0\] is missing key 'raw'"):
         read_karpathy(d, "test")

@@ -51,8 +51,16 @@ def _clip_benchmark(encoder, root: Path, args: argparse.Namespace) -> tuple[dict
     ds = ImageFolder(str(root / "val"), transform=transform)
     ds.classes = meta.classnames
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
-    metrics = zeroshot_classification.evaluate(model, loader, tokenizer, meta.classnames, meta.templates,
-                                               args.device, amp=args.device == "cuda", verbose=False)
+    metrics = zeroshot_classification.evaluate(
+        model,
+        loader,
+        tokenizer,
+        meta.classnames,
+        meta.templates,
+        args.device,
+        amp=args.device == "cuda",
+        verbose=False,
+    )
     return metrics, time.perf_counter() - start
 
 
@@ -60,7 +68,9 @@ def _ours(encoder, root: Path, cache: Path, args: argparse.Namespace) -> tuple[d
     from benchmarks.registry import get_harness
 
     harness = get_harness("zeroshot-cls")
-    protocol = harness.resolve_protocol("default", {"precision": "amp-fp16" if args.device == "cuda" else "fp32"})
+    protocol = harness.resolve_protocol(
+        "default", {"precision": "amp-fp16" if args.device == "cuda" else "fp32"}
+    )
     options = {"batch_size": args.batch_size, "workers": args.workers, "cache_dir": str(cache)}
     start = time.perf_counter()
     ev = harness.evaluate(encoder, root, protocol, options)
@@ -68,14 +78,18 @@ def _ours(encoder, root: Path, cache: Path, args: argparse.Namespace) -> tuple[d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--world", help="synthetic world folder (generated there if missing)")
     parser.add_argument("--preset", default="small", help="world preset when generating (default: small)")
     parser.add_argument("--model", default=f"tiny=openclip:{TINY_CONFIG}", help="model SPEC (default: tiny)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best of each is reported")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed repetitions; the best of each is reported"
+    )
     args = parser.parse_args(argv)
 
     from adapters import load_encoder
@@ -92,18 +106,28 @@ def main(argv: list[str] | None = None) -> int:
             cached, t_cached, _ = _ours(encoder, root, Path(cache), args)
         for key in ("acc1", "acc5", "mean_per_class_recall"):
             for name, got in (("first pass", first), ("cached", cached)):
-                assert abs(got[key] - ref[key]) <= 1e-6, f"{name} {key}: {got[key]} vs clip_benchmark {ref[key]}"
+                assert abs(got[key] - ref[key]) <= 1e-6, (
+                    f"{name} {key}: {got[key]} vs clip_benchmark {ref[key]}"
+                )
         best = {k: min(v, t) for (k, v), t in zip(best.items(), (t_ref, t_first, t_cached), strict=True)}
     ips = {k: n / t for k, t in best.items()}
-    print(f"data: {root} ({n} val images), model: {args.model}, device: {args.device}, "
-          f"batch {args.batch_size}, workers {args.workers}, best of {args.repeats}")
-    print(f"metrics (identical): acc1 {ref['acc1']:.6f}  acc5 {ref['acc5']:.6f}  "
-          f"mean_per_class_recall {ref['mean_per_class_recall']:.6f}")
+    print(
+        f"data: {root} ({n} val images), model: {args.model}, device: {args.device}, "
+        f"batch {args.batch_size}, workers {args.workers}, best of {args.repeats}"
+    )
+    print(
+        f"metrics (identical): acc1 {ref['acc1']:.6f}  acc5 {ref['acc5']:.6f}  "
+        f"mean_per_class_recall {ref['mean_per_class_recall']:.6f}"
+    )
     print(f"clip_benchmark        {ips['clip_benchmark']:10.1f} images/s  ({best['clip_benchmark']:.3f} s)")
-    print(f"silc-bench first pass {ips['first']:10.1f} images/s  ({best['first']:.3f} s)  "
-          f"ratio {ips['first'] / ips['clip_benchmark']:.2f}x (goal >= 1.2x)")
-    print(f"silc-bench cached     {ips['cached']:10.1f} images/s  ({best['cached']:.3f} s)  "
-          f"ratio {ips['cached'] / ips['clip_benchmark']:.2f}x (goal >= 10x)")
+    print(
+        f"silc-bench first pass {ips['first']:10.1f} images/s  ({best['first']:.3f} s)  "
+        f"ratio {ips['first'] / ips['clip_benchmark']:.2f}x (goal >= 1.2x)"
+    )
+    print(
+        f"silc-bench cached     {ips['cached']:10.1f} images/s  ({best['cached']:.3f} s)  "
+        f"ratio {ips['cached'] / ips['clip_benchmark']:.2f}x (goal >= 10x)"
+    )
     return 0
 
 

@@ -105,7 +105,9 @@ def _split_dir(root: Path, split: str) -> Path:
         found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not found:
             raise UserError(f"{root}: empty folder; expected {split}/<class>/<image> or {split}/*.tar")
-        raise UserError(f"{split_dir}: no {split!r} split (found folders: {', '.join(found)}); choose with --split")
+        raise UserError(
+            f"{split_dir}: no {split!r} split (found folders: {', '.join(found)}); choose with --split"
+        )
     return split_dir
 
 
@@ -135,7 +137,9 @@ def read_class_meta(root: str | Path, split: str, templates: str = "dataset") ->
     if _shards(split_dir):
         names_file = root / "classnames.txt"
         if not names_file.is_file():
-            raise UserError(f"{names_file}: missing; the clip_benchmark webdataset layout needs one class name per line")
+            raise UserError(
+                f"{names_file}: missing; the clip_benchmark webdataset layout needs one class name per line"
+            )
         tmpl_file = root / "zeroshot_classification_templates.txt"
         return _with_templates(
             ClassMeta(root, split, "webdataset", _read_lines(names_file), str(names_file.name), [], ""),
@@ -144,13 +148,17 @@ def read_class_meta(root: str | Path, split: str, templates: str = "dataset") ->
         )
     class_dirs = sorted((d for d in split_dir.iterdir() if d.is_dir()), key=lambda d: d.name)
     if not class_dirs:
-        raise UserError(f"{split_dir}: no class folders and no *.tar shards; expected {split}/<class>/<image>")
+        raise UserError(
+            f"{split_dir}: no class folders and no *.tar shards; expected {split}/<class>/<image>"
+        )
     names_file = root / "classnames.txt"
     layout = "imagenet" if all(_WNID.match(d.name) for d in class_dirs) else "imagefolder"
     if names_file.is_file():
         names, source = _read_lines(names_file), names_file.name
         if len(names) != len(class_dirs):
-            raise UserError(f"{names_file}: {len(names)} class names but {len(class_dirs)} class folders in {split_dir}")
+            raise UserError(
+                f"{names_file}: {len(names)} class names but {len(class_dirs)} class folders in {split_dir}"
+            )
     elif layout == "imagenet":
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
@@ -216,12 +224,16 @@ def _read_webdataset(meta: ClassMeta) -> tuple[list[ImageRef], list[int]]:
                 for key, parts in samples.items():
                     ext = next((e for e in _WDS_IMAGE_EXTS if e in parts), None)
                     if ext is None or "cls" not in parts:
-                        raise UserError(f"{shard}: sample {key!r} needs an image (webp/png/jpg) and a .cls label")
+                        raise UserError(
+                            f"{shard}: sample {key!r} needs an image (webp/png/jpg) and a .cls label"
+                        )
                     raw = tf.extractfile(parts["cls"]).read()
                     try:
                         label = int(raw.decode().strip())
                     except ValueError as e:
-                        raise UserError(f"{shard}: {key}.cls is {raw[:20]!r}, expected an integer label") from e
+                        raise UserError(
+                            f"{shard}: {key}.cls is {raw[:20]!r}, expected an integer label"
+                        ) from e
                     if not 0 <= label < len(meta.classnames):
                         raise UserError(
                             f"{meta.root / 'classnames.txt'}: {len(meta.classnames)} class names but "

@@ -99,7 +99,9 @@ def read_karpathy(root: str | Path, split: str, image_dir: str | Path | None = N
         folder = base
     else:
         first = chosen[0][0]
-        folder = next((base / c for c in _IMAGE_DIR_CANDIDATES if (base / c / first).is_file()), base / "images")
+        folder = next(
+            (base / c for c in _IMAGE_DIR_CANDIDATES if (base / c / first).is_file()), base / "images"
+        )
     paths = [path_for(fname, filepath, folder) for fname, _, _, filepath in chosen]
     missing = [p for p in paths if not p.is_file()]
     if missing:

@@ -20,8 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run clip_benchmark's own command line (clip_benchmark.cli) with model type 'silc' "
         "registered, so --model takes any silc-bench model SPEC. Put clip_benchmark's arguments after '--'.",
     )
-    parser.add_argument("cb_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
-                        help="clip_benchmark arguments, e.g. eval --model_type silc --model SPEC --dataset ...")
+    parser.add_argument(
+        "cb_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- ARGS",
+        help="clip_benchmark arguments, e.g. eval --model_type silc --model SPEC --dataset ...",
+    )
     parser.set_defaults(func=run)
 
 
@@ -33,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
     if cb_args and cb_args[0] == "--":
         cb_args = cb_args[1:]
     if not cb_args:
-        raise UserError("clip-benchmark: expected clip_benchmark arguments after '--', e.g. -- eval --model_type "
-                        "silc --model SPEC --dataset wds/NAME --dataset_root DIR")
+        raise UserError(
+            "clip-benchmark: expected clip_benchmark arguments after '--', e.g. -- eval --model_type "
+            "silc --model SPEC --dataset wds/NAME --dataset_root DIR"
+        )
     register_model_type()
     from clip_benchmark import cli
 

@@ -28,18 +28,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common_arguments(parser: argparse.ArgumentParser, harness) -> None:
-    parser.add_argument("--model", required=True, metavar="SPEC",
-                        help="[ALIAS=]openclip:<model or config.json>[@<weights>], or a SiLC checkpoint/run dir")
-    parser.add_argument("--data", required=True, metavar="ROOT", help="dataset root (its public on-disk layout)")
-    parser.add_argument("--protocol", choices=sorted(harness.protocols),
-                        help=f"named protocol (default: {harness.default_protocol})")
-    parser.add_argument("--results", default="results", metavar="DIR", help="result records folder (default: results)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="SPEC",
+        help="[ALIAS=]openclip:<model or config.json>[@<weights>], or a SiLC checkpoint/run dir",
+    )
+    parser.add_argument(
+        "--data", required=True, metavar="ROOT", help="dataset root (its public on-disk layout)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(harness.protocols),
+        help=f"named protocol (default: {harness.default_protocol})",
+    )
+    parser.add_argument(
+        "--results", default="results", metavar="DIR", help="result records folder (default: results)"
+    )
     parser.add_argument("--rerun", action="store_true", help="recompute even if the record exists")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     parser.add_argument("--batch-size", type=int, default=64, help="images per encoder batch (default: 64)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (default: min(4, CPUs))")
-    parser.add_argument("--cache-dir", metavar="DIR",
-                        help="feature cache (default: $SILC_BENCH_CACHE or ~/.cache/silc-bench/features)")
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="feature cache (default: $SILC_BENCH_CACHE or ~/.cache/silc-bench/features)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
 
 
@@ -67,15 +81,28 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise UserError(problems[0])
     encoder = load_encoder(args.model, device=_device(args.device))
-    known = {"model", "data", "protocol", "results", "rerun", "device", "func", "command", "benchmark", "verbose"}
+    known = {
+        "model",
+        "data",
+        "protocol",
+        "results",
+        "rerun",
+        "device",
+        "func",
+        "command",
+        "benchmark",
+        "verbose",
+    }
     options = {k: v for k, v in vars(args).items() if k not in known} | {"results_dir": args.results}
     record, path, computed = run_harness(
         harness, encoder, data, protocol_name, protocol, args.results, rerun=args.rerun, options=options
     )
     if not computed:
         if record.fingerprint != encoder.fingerprint or Path(record.dataset_root) != data.resolve():
-            raise UserError(f"{path}: existing record comes from other weights or data than asked; "
-                            "pass --rerun to recompute or use another --results")
+            raise UserError(
+                f"{path}: existing record comes from other weights or data than asked; "
+                "pass --rerun to recompute or use another --results"
+            )
         print(f"(existing record reused; --rerun to recompute) {path}")
     for key, value in record.metrics.items():
         print(f"{key}: {_fmt(value)}")

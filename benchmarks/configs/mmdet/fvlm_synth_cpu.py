@@ -61,6 +61,7 @@ train_dataloader = dict(
         ann_file="annotations/instances_train2017_base.json",
         data_prefix=dict(img="train2017/"),
         filter_cfg=dict(filter_empty_gt=True, min_size=0),
+        serialize_data=False,  # one process, no workers: skip the copy (and its gc pass)
         pipeline=train_pipeline,
     ),
 )
@@ -77,6 +78,7 @@ test_dataloader = dict(
         ann_file="annotations/instances_val2017_ov.json",
         data_prefix=dict(img="val2017/"),
         test_mode=True,
+        serialize_data=False,
         pipeline=test_pipeline,
     ),
 )
