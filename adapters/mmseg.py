@@ -33,7 +33,7 @@ from adapters.class_queries import (
 from adapters.encoder import DENSE_MODES, Encoder
 from silc.errors import UserError
 
-_CHUNK_ELEMENTS = 1 << 24  # row chunks of the full-resolution logits stay under 64 MB (float32)
+_CHUNK_ELEMENTS = 1 << 23  # row chunks of the full-resolution logits stay under 32 MB (float32)
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -242,7 +242,9 @@ class ZeroShotSegmentor(BaseSegmentor):
         owner = self.query_owner.to(grid.device)
         for top in range(0, out_size[0], step):
             rows = slice(top, min(top + step, out_size[0]))
-            query_logits = torch.matmul(op_y[rows], across)
+            block = op_y[rows]
+            used = block.any(dim=0).nonzero().squeeze(1)  # the few grid rows these output rows blend
+            query_logits = torch.matmul(block[:, used], across[:, used])
             if self.has_synonyms:
                 class_logits = query_logits.new_empty((self.num_classes, *query_logits.shape[1:]))
                 index = owner.view(-1, 1, 1).expand_as(query_logits)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from silc.errors import UserError
-from silc.io import atomic_write_json
+from silc.io import atomic_write_json, atomic_write_text
 
 PUBLIC_SPLIT_FILE = Path(__file__).resolve().parent / "data" / "ov_coco_split.json"
 BOX_TOLERANCE = 1.0  # pixels a box may stick out of its image (COCO's float rounding)
@@ -163,7 +163,7 @@ def write_ov_coco(coco_root: str | os.PathLike, out_dir: str | os.PathLike, spli
         restricted = restrict(coco, names)
         if subset == "val2017":
             labels = [c["name"] for c in restricted["categories"]]
-        atomic_write_json(out_dir / target, restricted)
+        atomic_write_text(out_dir / target, json.dumps(restricted, separators=(",", ":")))  # compact, as COCO
         _link_images(coco_root / subset, out_dir / subset)
         summary[subset] = {
             "file": str(out_dir / target),

@@ -24,14 +24,14 @@ _REF_KEYS = ("model", "benchmark", "protocol_name", "protocol_hash", "metrics")
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Absolute tolerance per metric: ``benchmark/metric`` beats ``metric`` beats ``default``."""
+    """Absolute tolerance per metric: ``benchmark/metric`` beats ``benchmark/*`` beats ``metric`` beats ``default``."""
 
     default: float
     specific: dict[str, float]
 
     @classmethod
     def from_config(cls, obj: dict[str, Any], source: str = "tolerances") -> Tolerances:
-        """Parse ``{default: x, <metric or benchmark/metric>: y, ...}`` (numbers >= 0)."""
+        """Parse ``{default: x, <metric | benchmark/metric | benchmark/*>: y, ...}`` (numbers >= 0)."""
         if "default" not in obj:
             raise UserError(f"{source}: needs a 'default' tolerance")
         for key, value in obj.items():
@@ -41,7 +41,10 @@ class Tolerances:
 
     def for_metric(self, benchmark: str, metric: str) -> float:
         """The tolerance that applies to ``metric`` of ``benchmark``."""
-        return self.specific.get(f"{benchmark}/{metric}", self.specific.get(metric, self.default))
+        for key in (f"{benchmark}/{metric}", f"{benchmark}/*", metric):
+            if key in self.specific:
+                return self.specific[key]
+        return self.default
 
 
 @dataclass(frozen=True)

@@ -62,12 +62,19 @@ class PascalVOC20Dataset(PascalVOCDataset):
 @METRICS.register_module()
 class PerClassIoUMetric(IoUMetric):
     """mmseg's IoUMetric (same mIoU/aAcc/mAcc) that also keeps per-class IoU/Acc in ``per_class`` and fails with
-    a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop them)."""
+    a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop them) and
+    on label maps whose size differs from their image's."""
 
     def process(self, data_batch: Any, data_samples: Any) -> None:
         num_classes = len(self.dataset_meta["classes"])
         for sample in data_samples:
             label = sample["gt_sem_seg"]["data"]
+            pred_shape = tuple(sample["pred_sem_seg"]["data"].shape[-2:])
+            if tuple(label.shape[-2:]) != pred_shape:
+                raise UserError(
+                    f"{sample.get('seg_map_path', '<annotation>')}: label map is {tuple(label.shape[-2:])} "
+                    f"(H, W) but its image is {pred_shape}"
+                )
             bad = (label >= num_classes) & (label != self.ignore_index) | (label < 0)
             if bad.any():
                 values = sorted({int(v) for v in label[bad].unique()[:5]})

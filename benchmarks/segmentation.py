@@ -265,7 +265,7 @@ class SegADE20K(Harness):
             protocol,
             encoder.spec,
             root,
-            workers=int(workers) if workers is not None else min(2, os.cpu_count() or 1),
+            workers=int(workers) if workers is not None else min(4, os.cpu_count() or 1),
             max_windows_per_forward=options.get("batch_size"),
             output_dir=str(out_dir / "predictions") if options.get("save_predictions") else None,
         )

@@ -290,14 +290,18 @@ def _decimals(values: list[Any]) -> int:
 
 
 def format_numbers(df: pd.DataFrame, layout: str) -> pd.DataFrame:
-    """Numbers as text: fixed decimals per row (per column in the ablation layout), signed gains, 'n/a' if undefined."""
+    """Numbers as text, signed gains, 'n/a' if undefined; the decimals follow the scale of each benchmark's rows
+    (each column in the ablation layout), so one benchmark's numbers line up."""
     cols = _numeric_columns(df)
-    if layout == "ablation":
+    if layout == "ablation" or "benchmark" not in df.columns:
         by_col = {c: _decimals(list(df[c])) for c in cols}
         decimals = {(i, c): by_col[c] for i in df.index for c in cols}
     else:
-        by_row = {i: _decimals([df.at[i, c] for c in cols]) for i in df.index}
-        decimals = {(i, c): by_row[i] for i in df.index for c in cols}
+        groups = df.groupby("benchmark", sort=False).groups
+        by_group = {
+            g: _decimals(df.loc[rows, cols].to_numpy().ravel().tolist()) for g, rows in groups.items()
+        }
+        decimals = {(i, c): by_group[df.at[i, "benchmark"]] for i in df.index for c in cols}
     out = df.astype(object).copy()
     for (i, c), d in decimals.items():
         v = df.at[i, c]

@@ -8,6 +8,7 @@ one-hot: box classification with it must be exact.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,17 +40,32 @@ IMAGES = {
 }  # fmt: skip
 
 
-def write_coco(root: Path) -> Path:
-    """Write the colour-coded world as a COCO root (``{train,val}2017/`` + annotations + ``ov_split.json``)."""
+def random_images(count: int, seed: int, prefix: str) -> list[tuple[str, int, int, list]]:
+    """``count`` 64x64 images with one to three grid-aligned, well separated boxes of random categories."""
+    rng = random.Random(seed)
+    names = [name for _, name in CATEGORIES]
+    slots = [(x, y) for x in (0, 32) for y in (0, 32)]  # one 32x32 quadrant per object, 8 px margins inside
+    images = []
+    for i in range(count):
+        objects = []
+        for x, y in rng.sample(slots, rng.randint(1, 3)):
+            w, h = rng.choice((16, 24)), rng.choice((16, 24))
+            objects.append((rng.choice(names), [x + rng.choice((0, 8)), y + rng.choice((0, 8)), w, h], 0))
+        images.append((f"{prefix}{i}.png", 64, 64, objects))
+    return images
+
+
+def write_coco(root: Path, images: dict | None = None) -> Path:
+    """Write the colour-coded world (``images`` like IMAGES; default IMAGES) as a COCO root."""
     ids = {name: cid for cid, name in CATEGORIES}
     colour = {name: PALETTE[i] for i, (_, name) in enumerate(CATEGORIES)}
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     ann_id = 100
-    for subset, images in IMAGES.items():
+    for subset, entries in (images or IMAGES).items():
         (root / subset).mkdir(exist_ok=True)
         coco = {"info": {"description": "det test world"}, "licenses": [], "images": [], "annotations": []}
         coco["categories"] = [{"id": cid, "name": name, "supercategory": "thing"} for cid, name in CATEGORIES]
-        for image_id, (file_name, w, h, objects) in enumerate(images, start=7):
+        for image_id, (file_name, w, h, objects) in enumerate(entries, start=7):
             image = Image.new("RGB", (w, h))
             draw = ImageDraw.Draw(image)
             for name, (x, y, bw, bh), crowd in objects:

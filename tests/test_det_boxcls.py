@@ -100,3 +100,32 @@ def test_gather_boxes_skips_crowd_degenerate_and_out_of_vocabulary(world: Path) 
     samples = boxcls.gather_boxes(coco, world / "val2017", split.names)
     assert [s.image_id for s in samples] == [21, 24, 30]
     assert [len(s.labels) for s in samples] == [2, 2, 1]
+
+
+TINY = Path(__file__).resolve().parents[1] / "silc" / "model_configs" / "silc-tiny-vit.json"
+
+
+def test_eval_cli_runs_boxcls_with_a_real_encoder(world: Path, tmp_path: Path, capsys) -> None:
+    from silc.cli import main
+
+    argv = ["eval", "det-ovcoco", "--model", f"tiny=openclip:{TINY}", "--data", str(world), "--protocol", "boxcls",
+            "--input-size", "64", "--templates", "photo", "--device", "cpu", "--results", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "dense_top1_novel:" in out and "crop_top5_all:" in out
+    (path,) = (tmp_path / "tiny").glob("det-ovcoco.boxcls.*.json")
+    record = read_record(path)
+    assert record.num_samples == 6 and record.protocol["input_size"] == 64
+    assert all(0 <= v <= 100 for v in record.metrics.values())
+
+
+def test_eval_cli_split_naming_an_unknown_category(world: Path, tmp_path: Path, capsys) -> None:
+    from silc.cli import main
+
+    split = tmp_path / "split.json"
+    split.write_text('{"base": ["alpha"], "novel": ["zulu"]}')
+    argv = ["eval", "det-ovcoco", "--model", f"tiny=openclip:{TINY}", "--data", str(world), "--split", str(split),
+            "--device", "cpu", "--results", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "instances_val2017.json" in err and "'zulu'" in err

@@ -11,7 +11,7 @@ from benchmarks.regress import Tolerances, compare, findings_table, read_referen
 from silc.errors import UserError
 from tests.test_product_tables import make_record
 
-TOL = Tolerances.from_config({"default": 0.02, "mIoU": 1.5, "seg-ade20k/aAcc": 0.5})
+TOL = Tolerances.from_config({"default": 0.02, "mIoU": 1.5, "seg-ade20k/aAcc": 0.5, "det-ovcoco/*": 4})
 
 
 def reference_records():
@@ -31,6 +31,7 @@ def test_tolerance_lookup_order() -> None:
     assert TOL.for_metric("seg-ade20k", "aAcc") == 0.5
     assert TOL.for_metric("other", "aAcc") == 0.02
     assert TOL.for_metric("seg-ade20k", "mIoU") == 1.5
+    assert TOL.for_metric("det-ovcoco", "mIoU") == 4.0
 
 
 def test_identical_records_pass(reference) -> None:

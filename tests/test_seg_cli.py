@@ -93,7 +93,9 @@ def _small_world(root: Path) -> Path:
         ("missing annotation", "no label map for 1 of 4 images, e.g. ADE_val_00000002.png"),
         ("label out of range", "label value(s) [8] out of range for 5 classes"),
         ("wrong layout", "expected ADEChallengeData2016/{images,annotations}/<split>/"),
+        ("size mismatch", "ADE_val_00000004.png: label map is (64, 60) (H, W) but its image is (64, 64)"),
         ("unknown mode", "--dense-mode 'fancy': expected one of naive, maskclip, sclip, clearclip"),
+        ("names count", "names.txt: 4 classes, but the dataset has 5"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys, breakage, message):
@@ -106,8 +108,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, breakage, message):
         labels = np.asarray(Image.open(ade / "annotations" / "validation" / "ADE_val_00000003.png")).copy()
         labels[:4, :4] = 9  # 9 - 1 = 8 >= 5 classes
         Image.fromarray(labels).save(ade / "annotations" / "validation" / "ADE_val_00000003.png")
+    elif breakage == "size mismatch":
+        path = ade / "annotations" / "validation" / "ADE_val_00000004.png"
+        Image.fromarray(np.asarray(Image.open(path))[:, :60].copy()).save(path)
     elif breakage == "wrong layout":
         shutil.move(ade / "images", ade / "imgs")
+    elif breakage == "names count":
+        (tmp_path / "names.txt").write_text("grass, lawn\nwater\nsky\ncircle\n")
+        extra = ["--names", str(tmp_path / "names.txt")]
     else:
         extra = ["--dense-mode", "fancy"]
     capsys.readouterr()

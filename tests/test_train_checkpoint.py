@@ -175,3 +175,19 @@ def test_cli_errors_are_one_line(tmp_path, pairs_csv, trained_run, capsys):
     assert "corrupt.pt" in run_cli(
         "train", "--config", str(write_config(tmp_path / "pre.yaml", other)), "--out", str(tmp_path / "r")
     )
+
+
+def test_cli_end_to_end_on_synthetic_world(synth_root, tmp_path, capsys):
+    cfg = tiny_config(synth_root, kind="synthetic", train={"steps": 3, "save_every": 0, "log_every": 1})
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(write_config(tmp_path / "c.yaml", cfg)), "--out", str(run)]) == 0
+    assert "trained to step 3" in capsys.readouterr().out
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(r["data_skipped"] == 0 for r in log)
+    assert all(k in log[-1] for k in ("loss_contrastive", "loss_distill", "lr", "momentum", "teacher_temp"))
+    assert main(["plot-train", str(run), "--out", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert main(["export", str(run), "--out", str(tmp_path / "w.safetensors")]) == 0
+    assert set(load_file(tmp_path / "w.safetensors")) == set(
+        load_checkpoint(run / "checkpoints/latest.pt")["state_dict"]
+    )

@@ -78,7 +78,9 @@ def test_two_process_gloo_matches_one_process(tmp_path, contrastive):
     assert isinstance(b["data_position"], list) and len(b["data_position"]) == 2
     for key in ("state_dict", "head", "teacher"):
         for name, t in a[key].items():
-            torch.testing.assert_close(b[key][name], t, rtol=1e-4, atol=2e-5, msg=lambda m, k=f"{key}/{name}": f"{k}: {m}")
+            torch.testing.assert_close(
+                b[key][name], t, rtol=1e-4, atol=2e-5, msg=lambda m, k=f"{key}/{name}": f"{k}: {m}"
+            )
     torch.testing.assert_close(b["center"], a["center"], rtol=1e-4, atol=1e-6)
     logs = [[json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()] for run in (single, double)]
     for r1, r2 in zip(*logs, strict=True):

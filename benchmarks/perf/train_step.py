@@ -196,15 +196,9 @@ def run_open_clip(args: argparse.Namespace) -> dict:
         logging.getLogger().addHandler(Grab())
         oc_main(argv)
     pattern = re.compile(r"Data \(t\): ([\d.]+) Batch \(t\): ([\d.]+)")
-    # open_clip logs running averages; recover per-step values from consecutive averages.
-    avgs = [tuple(map(float, m.groups())) for r in records if (m := pattern.search(r))]
-    per_step = []
-    for i, (d, b) in enumerate(avgs):
-        if i == 0:
-            per_step.append(b - d)
-        else:
-            pd, pb = avgs[i - 1]
-            per_step.append((b * (i + 1) - pb * i) - (d * (i + 1) - pd * i))
+    # open_clip resets its meters after every log line: with --log-every-n-steps 1 each line is one step.
+    matches = [pattern.search(r) for r in records]
+    per_step = [float(m.group(2)) - float(m.group(1)) for m in matches if m]
     cuda = args.device == "cuda"
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
