@@ -162,7 +162,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         self.register_buffer("queries", queries, persistent=False)
         self.register_buffer("query_owner", owner, persistent=False)
         self.has_synonyms = len(owner) > len(self.classes)
-        self.timing = {"encoder_s": 0.0, "predict_s": 0.0, "images": 0, "windows": 0}
+        self.timing = {"encoder_s": 0.0, "decode_s": 0.0, "predict_s": 0.0, "images": 0, "windows": 0}
 
     @property
     def num_classes(self) -> int:
@@ -294,7 +294,9 @@ class ZeroShotSegmentor(BaseSegmentor):
         grids = self.grid_logits(inputs, shapes)
         data_samples = data_samples if data_samples is not None else [SegDataSample() for _ in metas]
         for sample, grid, shape, meta in zip(data_samples, grids, shapes, metas, strict=True):
+            decode_start = time.perf_counter()
             labels = self._predict_labels(grid, shape, tuple(meta["ori_shape"][:2]))
+            self.timing["decode_s"] += time.perf_counter() - decode_start
             sample.set_data({"pred_sem_seg": PixelData(data=labels[None])})
         self.timing["images"] += len(metas)
         self.timing["predict_s"] += time.perf_counter() - start

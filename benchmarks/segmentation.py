@@ -303,6 +303,7 @@ class SegADE20K(Harness):
                 "text_embeddings_s": round(text_s, 3),
                 "test_loop_s": round(loop_s, 3),
                 "encoder_s": round(timing["encoder_s"], 3),
+                "decode_s": round(timing["decode_s"], 3),
                 "predict_s": round(timing["predict_s"], 3),
                 "encoder_share_of_loop": round(timing["encoder_s"] / loop_s, 4) if loop_s else None,
                 "windows": timing["windows"],

@@ -33,7 +33,6 @@ def _records(results: Path) -> list:
     return [read_record(p) for p in sorted(results.rglob("seg-ade20k.*.json"))]
 
 
-@pytest.mark.slow
 def test_every_dense_mode_end_to_end_on_the_synthetic_world(synth_root, tmp_path):
     for mode in DENSE_MODES:
         assert _eval(synth_root, tmp_path, "--dense-mode", mode) == 0

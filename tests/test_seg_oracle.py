@@ -22,7 +22,7 @@ from benchmarks.registry import get_harness  # noqa: E402
 from benchmarks.runner import run_harness  # noqa: E402
 from benchmarks.segmentation import build_config, run_config  # noqa: E402
 from silc.errors import UserError  # noqa: E402
-from tests.seg_fixtures import COLOURS, ColourOracle, block_labels, colourise_ade, stripe_labels, write_ade  # noqa: E402
+from tests.seg_fixtures import COLOURS, ColourOracle, colourise_ade, stripe_labels, write_ade  # noqa: E402
 
 ADE_VALUES = [0, 1, 3, 13, 21, 88, 150]  # ADE label values used by the fixture (0 = "other", ignored)
 ADE_NAMES = [[str(c).strip()] for c in ADE20KDataset.METAINFO["classes"]]

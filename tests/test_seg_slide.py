@@ -17,6 +17,7 @@ from mmseg.models.utils import resize  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 
 from adapters.mmseg import ZeroShotSegmentor, window_starts  # noqa: E402
+from silc.errors import UserError  # noqa: E402
 from tests.seg_fixtures import COLOURS, ColourOracle  # noqa: E402
 
 
@@ -147,3 +148,18 @@ def test_synonyms_take_the_max_and_threshold_sets_background():
     shape = [(8, 8)]
     assert vague._predict_labels(vague.grid_logits(image, shape)[0], (8, 8), (8, 8)).unique().tolist() == [2]
     assert sharp._predict_labels(sharp.grid_logits(image, shape)[0], (8, 8), (8, 8)).unique().tolist() == [0]
+
+
+def test_normalisation_follows_the_encoder():
+    oracle = ColourOracle([["sky"], ["grass"]], [1, 2], patch_size=4)
+    seg = ZeroShotSegmentor(encoder=oracle, class_names=["sky", "grass"], templates="identity")
+    torch.testing.assert_close(seg.data_preprocessor.mean.flatten(), torch.tensor(oracle.mean) * 255)
+    torch.testing.assert_close(seg.data_preprocessor.std.flatten(), torch.tensor(oracle.std) * 255)
+    assert seg.data_preprocessor.channel_conversion  # mmcv loads BGR; the encoder wants RGB
+    given = {"mean": [76.5, 127.5, 178.5], "std": [51.0, 63.75, 76.5]}  # the same values, written out
+    ZeroShotSegmentor(
+        encoder=oracle, class_names=["sky", "grass"], templates="identity", data_preprocessor=given
+    )
+    with pytest.raises(UserError, match=r"model.data_preprocessor.mean: \[123.675, 116.28, 103.53\] differs"):
+        ZeroShotSegmentor(encoder=oracle, class_names=["sky", "grass"], templates="identity",
+                          data_preprocessor={"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]})  # fmt: skip

@@ -71,16 +71,16 @@ def train_variant(variant: Variant, common: list[str], world: Path, out: Path, d
     return out
 
 
-def _print_findings(findings, out=sys.stdout) -> None:
+def _print_findings(findings) -> None:
     from benchmarks.regress import findings_table
     from benchmarks.tables import render
 
     failed = [f for f in findings if f.failed]
     if failed:
-        print(f"REGRESSIONS: {len(failed)} of {len(findings)} metric(s) outside tolerance", file=out)
-        print(render(findings_table(findings), "md", "full"), end="", file=out)
+        print(f"REGRESSIONS: {len(failed)} of {len(findings)} metric(s) outside tolerance")
+        print(render(findings_table(findings), "md", "full"), end="")
     else:
-        print(f"no regressions: all {len(findings)} metric(s) within tolerance of the reference", file=out)
+        print(f"no regressions: all {len(findings)} metric(s) within tolerance of the reference")
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
