@@ -114,6 +114,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         bg_threshold: pixels whose top class probability (softmax over all queries) is below it get
             ``bg_index`` (datasets with a background class).
         max_windows_per_forward: cap on windows per encoder call (default: all windows of the batch at once).
+        device: where a SPEC is loaded (default: mmengine's ``get_device()``); windows run on the encoder's device.
         text_embedder: prompts -> embeddings (default: the encoder's tokenize + encode_text), e.g. a cached one.
     """
 
@@ -221,7 +222,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         grids = []
         for f, (_, rows, cols) in zip(feats, per_image, strict=True):
             logits = torch.einsum("ndhw,qd->nqhw", f, queries).float() * self.logit_scale
-            n, q, ch, cw = logits.shape
+            _, q, ch, cw = logits.shape
             grids.append(
                 logits.view(rows, cols, q, ch, cw).permute(2, 0, 3, 1, 4).reshape(q, rows * ch, cols * cw)
             )

@@ -70,25 +70,34 @@ class Suite:
             resolved.append(ResolvedEntry(e, name, protocol))
         return resolved
 
-    def preflight(self, data_root: Path) -> list[str]:
-        """Every missing dataset file or folder under ``data_root``, each with how to lay it out."""
-        problems = []
-        seen: set[tuple[str, str]] = set()
+    def preflight(self, data_root: Path) -> list[Preflight]:
+        """What is missing under ``data_root``, per suite entry that cannot run, with the layout it expects."""
+        failed, seen = [], set()
         for e in self.entries:
-            if (e.benchmark, e.data) in seen:
-                continue
-            seen.add((e.benchmark, e.data))
             folder = data_root / e.data
             found = get_harness(e.benchmark).preflight(folder)
-            if folder.is_dir():
-                found += [f"{folder / r}: not found" for r in e.requires if not (folder / r).exists()]
-            for msg in found:
-                problems.append(f"{e.benchmark}: {msg}")
-            if found and e.layout:
-                problems.append(
-                    f"{e.benchmark}: expected layout under {data_root / e.data}: {e.layout.strip()}"
-                )
-        return problems
+            found += [f"{folder / r}: not found" for r in e.requires if not (folder / r).exists()]
+            fresh = [m for m in dict.fromkeys(found) if m not in seen]
+            seen.update(fresh)
+            if fresh:
+                label = f"{e.benchmark} ({e.protocol})" if e.protocol else e.benchmark
+                failed.append(Preflight(label, str(folder), tuple(fresh), e.layout.strip()))
+        return failed
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """A suite entry that cannot run: its label, dataset folder, what is missing and the expected layout."""
+
+    entry: str
+    folder: str
+    problems: tuple[str, ...]
+    layout: str
+
+    def lines(self) -> list[str]:
+        """The report, one item per line (for stderr)."""
+        out = [f"{self.entry} on {self.folder}:", *(f"  - {m}" for m in self.problems)]
+        return out + ([f"  layout: {self.layout}"] if self.layout else [])
 
 
 def known_suites() -> list[str]:

@@ -161,7 +161,9 @@ def test_missing_dataset_folder_is_listed_before_compute(env, capsys) -> None:
     assert lines[0].startswith("silc-bench: suite 'orchestration' cannot run on")
     assert any("nowhere/set-a: folder does not exist" in x for x in lines)
     assert any("nowhere/set-b: folder does not exist" in x for x in lines)
-    assert lines[-1].startswith("silc-bench: error: ") and "2 dataset problem(s)" in lines[-1]
+    assert (
+        lines[-1].startswith("silc-bench: error: ") and "2 missing dataset file(s) or folder(s)" in lines[-1]
+    )
     assert n_calls(env) == 0
 
 
@@ -211,3 +213,9 @@ def test_torchrun_gives_the_records_of_a_single_process(env) -> None:
     a = {p.relative_to(single): strip(p) for p in single.rglob("*.json")}
     b = {p.relative_to(env["results"]): strip(p) for p in env["results"].rglob("*.json")}
     assert len(a) == 4 and a == b
+
+
+def test_no_arguments_without_bundled_checkpoints_is_an_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("silc.cli.run.REFERENCE_DIR", tmp_path)
+    assert main(["run"]) == 2
+    assert f"{tmp_path / 'clip'}: bundled reference checkpoint missing" in error_line(capsys)

@@ -21,16 +21,22 @@ def test_shipped_suites_resolve(name: str) -> None:
 
 def test_paper_preflight_lists_everything_missing_with_layouts(tmp_path: Path) -> None:
     suite = load_suite("paper")
-    problems = suite.preflight(tmp_path)
-    for folder in ("imagenet", "flickr30k", "ADEChallengeData2016", "coco"):
-        assert any(f"{tmp_path / folder}" in p for p in problems), folder
-    assert any("expected layout" in p and "wnid" in p for p in problems)
+    failed = suite.preflight(tmp_path)
+    assert [f.entry for f in failed] == [
+        "zeroshot-cls",
+        "fewshot",
+        "retrieval",
+        "seg-ade20k (ade-448)",
+        "det-ovcoco (boxcls)",
+        "det-ovcoco (fvlm)",
+    ]
+    problems = [p for f in failed for p in f.problems]
+    assert len(problems) == len(set(problems))  # each missing path once
+    assert f"{tmp_path / 'coco' / 'train2017'}: not found" in failed[-1].problems
+    assert "wnid" in failed[0].layout and failed[0].lines()[0] == f"zeroshot-cls on {tmp_path / 'imagenet'}:"
     (tmp_path / "flickr30k" / "images").mkdir(parents=True)
-    problems = suite.preflight(tmp_path)
-    assert any(
-        p.endswith(f"{tmp_path / 'flickr30k' / 'dataset_flickr30k.json'}: not found") for p in problems
-    )
-    assert not any(p.endswith(f"{tmp_path / 'flickr30k' / 'images'}: not found") for p in problems)
+    (retrieval,) = [f for f in suite.preflight(tmp_path) if f.entry == "retrieval"]
+    assert retrieval.problems == (f"{tmp_path / 'flickr30k' / 'dataset_flickr30k.json'}: not found",)
 
 
 @pytest.mark.parametrize(

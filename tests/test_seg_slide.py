@@ -75,11 +75,11 @@ def test_stitching_and_resize_equal_mmseg(size, out_size, crop, stride, patch):
     stitched = EncoderDecoder.slide_inference(stub, _coordinates(height, width), [{}])
     reference = resize(stitched, size=out_size, mode="bilinear", align_corners=False, warning=False)[0]
 
-    seg = ZeroShotSegmentor.__new__(ZeroShotSegmentor)
-    torch.nn.Module.__init__(seg)
-    seg.crop_size, seg.stride, seg.has_synonyms = crop, stride, False
-    seg.encoder = ColourOracle([["a"]], [0], patch_size=patch)
-    seg.register_buffer("query_owner", torch.arange(channels))
+    names = [f"class {k}" for k in range(channels)]
+    oracle = ColourOracle([[n] for n in names], list(range(channels)), patch_size=patch)
+    seg = ZeroShotSegmentor(
+        encoder=oracle, class_names=names, templates="identity", crop_size=crop, stride=stride
+    )
     grid = torch.stack([torch.cat([cells[(y, x)] for x in xs], dim=2) for y in ys], dim=1)
     grid = grid.reshape(channels, len(ys) * cells_h, len(xs) * cells_w)
     ours = torch.cat([c for _, c, _ in seg._row_chunks(grid, size, out_size)], dim=1)

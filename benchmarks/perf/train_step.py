@@ -1,7 +1,7 @@
 """Training-step cost: SiLC vs CLIP objective on the same model and batch, and our CLIP step vs open_clip's.
 
-    python -m benchmarks.perf.train_step [--model silc-tiny-vit] [--batch 64] [--global-crops 2] \
-        [--local-crops 8] [--local-size 32] [--steps 10] [--warmup 3] [--repeats 3] [--threads 1] \
+    python -m benchmarks.perf.train_step [--model silc-tiny-vit] [--batch 32] [--global-crops 2] \
+        [--local-crops 8] [--local-size 32] [--steps 10] [--warmup 3] [--repeats 5] [--threads 1] \
         [--world DIR] [--device cpu] [--out results.json]
 
 All cases train on the same CSV: the synthetic world's ``pretrain/pairs.csv`` (``--world DIR``; generated there
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--model", default="silc-tiny-vit", help="open_clip model name, bundled name or JSON config"
     )
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=32)
     p.add_argument(
         "--global-crops", type=int, default=2, help="SiLC global views (at the model's image size)"
     )
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--steps", type=int, default=10, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per run before them")
-    p.add_argument("--repeats", type=int, default=3, help="runs of each case, in alternating order")
+    p.add_argument("--repeats", type=int, default=5, help="runs of each case, in alternating order")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per case (OMP_NUM_THREADS)")
     p.add_argument("--workers", type=int, help="data loader workers (default: 0 on CPU, 4 on CUDA)")
     p.add_argument("--world", help="synthetic world folder (default: a temporary one, generated)")

@@ -123,6 +123,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
             )
             return 1
     records = [read_record(p) for p in paths]
+    print(f"regress: {time.perf_counter() - start:.0f} s, records in {work / 'results'}", file=sys.stderr)
     if args.update:
         write_reference(reference, records)
         bar = "=" * 100
@@ -133,7 +134,6 @@ def cmd_regress(args: argparse.Namespace) -> int:
         return 0
     findings = compare(ref_lines, records, tolerances)
     _print_findings(findings)
-    print(f"regress: {time.perf_counter() - start:.0f} s, records in {work / 'results'}", file=sys.stderr)
     return 1 if any(f.failed for f in findings) else 0
 
 

@@ -164,12 +164,15 @@ def _data_root(args: argparse.Namespace, suite: Suite, dist_info) -> Path:
 
 def preflight_or_fail(suite: Suite, data_root: Path) -> None:
     """List every missing dataset file/folder (with the expected layout) on stderr and stop before compute."""
-    problems = suite.preflight(data_root)
-    if problems:
+    failed = suite.preflight(data_root)
+    if failed:
+        count = sum(len(f.problems) for f in failed)
         print(f"silc-bench: suite {suite.name!r} cannot run on {data_root}:", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p}", file=sys.stderr)
-        raise UserError(f"{data_root}: {len(problems)} dataset problem(s) listed above; nothing was computed")
+        for f in failed:
+            print("\n".join(f"  {line}" for line in f.lines()), file=sys.stderr)
+        raise UserError(
+            f"{data_root}: {count} missing dataset file(s) or folder(s) listed above; nothing was computed"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

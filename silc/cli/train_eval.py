@@ -87,12 +87,10 @@ def build_eval_fn(
         root = ensure_world(str(suite.world["preset"]), int(suite.world["seed"]))
     else:
         root = Path(data_root)
-    problems = suite.preflight(root)
-    if problems:
-        raise UserError(
-            f"eval.data_root: {root}: {problems[0]}"
-            + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
-        )
+    failed = suite.preflight(root)
+    if failed:
+        more = sum(len(f.problems) for f in failed) - 1
+        raise UserError(f"eval.data_root: {failed[0].problems[0]}" + (f" (+{more} more)" if more else ""))
     which = ("student", "teacher") if weights == "both" else (weights,)
     device = torch.device(device)
 
