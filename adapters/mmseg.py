@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
+from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import DATASETS, MODELS
 from torch import Tensor
@@ -82,9 +83,23 @@ def class_names_from(source: str | Sequence | dict) -> list[list[str]]:
     return as_synonym_lists(source)
 
 
+@MODELS.register_module()
+class PaddedSegDataPreProcessor(SegDataPreProcessor):
+    """mmseg's SegDataPreProcessor that also takes test batches of differently sized images: they are padded
+    (bottom/right) to the largest; ``img_shape`` keeps each image's own size, which the segmentor crops back to."""
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        if not training:
+            height = max(x.shape[-2] for x in data["inputs"])
+            width = max(x.shape[-1] for x in data["inputs"])
+            padded = [F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2])) for x in data["inputs"]]
+            data = {**data, "inputs": padded}
+        return super().forward(data, training)
+
+
 def _preprocessor(cfg: dict | None, encoder: Encoder) -> torch.nn.Module:
-    """mmseg's SegDataPreProcessor normalising with the encoder's own mean/std (given values must agree)."""
-    cfg = {"type": "SegDataPreProcessor", **(cfg or {})}
+    """A (Padded)SegDataPreProcessor normalising with the encoder's own mean/std (given values must agree)."""
+    cfg = {"type": "PaddedSegDataPreProcessor", **(cfg or {})}
     for key, values in (("mean", encoder.mean), ("std", encoder.std)):
         want = [255.0 * v for v in values]
         given = cfg.get(key)

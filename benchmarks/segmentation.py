@@ -98,6 +98,7 @@ def build_config(
     *,
     workers: int = 2,
     max_windows_per_forward: int | None = None,
+    images_per_batch: int = 1,
     output_dir: str | None = None,
     metric: str = "PerClassIoUMetric",
 ) -> dict[str, Any]:
@@ -120,7 +121,9 @@ def build_config(
         "logit_scale": protocol["logit_scale"],
         "bg_threshold": protocol["bg_threshold"],
         "max_windows_per_forward": max_windows_per_forward,
-        "data_preprocessor": {"type": "SegDataPreProcessor", "bgr_to_rgb": True},
+        # Pads a batch of differently sized images to the largest; the segmentor crops each image back to its
+        # own size before windowing, so batching never changes a prediction.
+        "data_preprocessor": {"type": "PaddedSegDataPreProcessor", "bgr_to_rgb": True},
     }
     dataset = {
         "type": protocol["dataset"],
@@ -136,7 +139,7 @@ def build_config(
         "default_scope": "mmseg",
         "model": model,
         "test_dataloader": {
-            "batch_size": 1,
+            "batch_size": images_per_batch,
             "num_workers": workers,
             "persistent_workers": False,
             "sampler": {"type": "DefaultSampler", "shuffle": False},
@@ -145,6 +148,16 @@ def build_config(
         "test_evaluator": evaluator,
         "test_cfg": {"type": "TestLoop"},
     }
+
+
+def images_per_batch(protocol: dict[str, Any], windows: int, most: int = 16) -> int:
+    """Images per test iteration: as many 4:3 images at the protocol's short side as have ``windows`` slide
+    windows in all (at most ``most``), so that mmengine's per-iteration cost is shared on small images."""
+    from adapters.mmseg import window_starts
+
+    short, crop, stride = protocol["short_side"], protocol["crop"], protocol["stride"]
+    per_image = len(window_starts(short, crop, stride)) * len(window_starts(short * 4 // 3, crop, stride))
+    return max(1, min(most, windows // per_image))
 
 
 def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | None = None):
@@ -261,12 +274,14 @@ class SegADE20K(Harness):
         out_dir = Path(options.get("results_dir") or "results") / encoder.name
         out_dir = out_dir / f"{self.name}.{protocol_hash(protocol)}"
         workers = options.get("workers")
+        windows = int(options.get("batch_size") or 64)
         cfg = build_config(
             protocol,
             encoder.spec,
             root,
             workers=int(workers) if workers is not None else min(4, os.cpu_count() or 1),
-            max_windows_per_forward=options.get("batch_size"),
+            max_windows_per_forward=windows,
+            images_per_batch=images_per_batch(protocol, windows),
             output_dir=str(out_dir / "predictions") if options.get("save_predictions") else None,
         )
         dataset_classes = class_names_from(class_names_source({**protocol, "names": "dataset"}, root))

@@ -6,6 +6,7 @@ rows that name the protocol; two records for the very same cell are refused, nev
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -120,9 +121,15 @@ def _protocol_labels(records: list[ResultRecord]) -> dict[tuple[str, str], str]:
                 continue
             keys = sorted({k for v in same_name for k in v.protocol})
             differ = [k for k in keys if len({repr(v.protocol.get(k)) for v in same_name}) > 1]
-            knobs = ", ".join(f"{k}={r.protocol.get(k)}" for k in differ)
+            knobs = ", ".join(f"{k}={_short(r.protocol.get(k))}" for k in differ)
             labels[(bench, h)] = f"{r.protocol_name}: {knobs}"
     return labels
+
+
+def _short(value: Any, limit: int = 24) -> str:
+    """A knob value for a row label: as is when short, else ``#`` + a hash of it (the full value is in the record)."""
+    text = str(value)
+    return text if len(text) <= limit else "#" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _dataset_labels(records: list[ResultRecord]) -> dict[tuple[str, str], str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -116,6 +117,15 @@ def test_same_protocol_name_different_knobs_names_the_knobs(results: Path) -> No
     df = build_table(load_results(results), "main", "clip")
     labels = set(df.loc[df["metric"] == "mIoU", "benchmark"])
     assert labels == {"seg-ade20k (ade-448: dense_mode=naive)", "seg-ade20k (ade-448: dense_mode=maskclip)"}
+
+
+def test_long_knob_values_are_labelled_by_hash(results: Path) -> None:
+    long = {"crop": 448, "dense_mode": "naive", "transform": "Compose(" + "x" * 40 + ")"}
+    write_record(results, make_record("silc", "seg-ade20k", "ade-448", long, {"mIoU": 20.0}, "/d/ADE"))
+    df = build_table(load_results(results), "main", "clip")
+    labels = set(df.loc[df["metric"] == "mIoU", "benchmark"])
+    digest = hashlib.sha256(long["transform"].encode()).hexdigest()[:8]
+    assert labels == {"seg-ade20k (ade-448: transform=None)", f"seg-ade20k (ade-448: transform=#{digest})"}
 
 
 def test_two_records_for_one_cell_are_refused(results: Path, capsys) -> None:

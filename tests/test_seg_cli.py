@@ -68,6 +68,31 @@ def test_record_equals_numpy_confusion_matrix_of_saved_predictions(synth_root, t
     assert 0 < record.metrics["mIoU"] < 100  # a random encoder: a non-trivial check
 
 
+def test_batching_images_and_windows_changes_no_prediction(tmp_path):
+    """Images of different sizes padded into one batch, all their windows in one forward, equal one image and
+    one window per forward."""
+    rng = np.random.default_rng(3)
+    sizes = [(64, 64), (48, 80), (80, 48), (64, 100)]
+    maps = {f"ADE_val_{i:08d}": block_labels(rng, h, w, 16, range(6)) for i, (h, w) in enumerate(sizes, 1)}
+    ade = write_ade(tmp_path / "world", maps, {v: v for v in range(6)})
+    (ade / "classnames.txt").write_text("grass\nwater\nsky\ncircle\nsquare\n")
+    predictions = []
+    for batch in ("64", "1"):
+        results = tmp_path / f"results-{batch}"
+        assert (
+            _eval(tmp_path / "world", results, "--batch-size", batch, "--save-predictions", "--crop", "48")
+            == 0
+        )
+        (record,) = _records(results)
+        predictions.append(
+            {p.name: np.asarray(Image.open(p)) for p in Path(record.extra["predictions_dir"]).iterdir()}
+        )
+        assert record.extra["mmseg_config"]["test_dataloader"]["batch_size"] == (16 if batch == "64" else 1)
+    assert predictions[0].keys() == predictions[1].keys() and len(predictions[0]) == 4
+    for name, pred in predictions[0].items():
+        assert np.array_equal(pred, predictions[1][name]), name
+
+
 def test_visualize_writes_panels(synth_root, tmp_path):
     assert _eval(synth_root, tmp_path, "--visualize", "2") == 0
     (record,) = _records(tmp_path)

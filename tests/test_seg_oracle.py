@@ -64,7 +64,9 @@ def test_oracle_is_perfect_on_ade_layout_with_mmseg_ade20k_dataset(tmp_path):
     assert {k for k, v in record.extra["per_class_iou"].items() if v is not None} == present
     assert record.num_samples == 2 and record.extra["timing"]["windows"] == 4  # 2 windows per image
     assert record.protocol["names_count"] == 150 and record.protocol["templates_count"] == 1
-    assert set(oracle.dense_calls) == {(2, 3, 448, 448)}  # all windows of an image in one forward
+    assert oracle.dense_calls == [
+        (4, 3, 448, 448)
+    ]  # both images (padded into one batch), all windows, one forward
 
 
 def test_oracle_detects_wrong_channel_order_and_label_shift(tmp_path):

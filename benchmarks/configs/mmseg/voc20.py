@@ -18,7 +18,7 @@ model = dict(
     logit_scale=100.0,
     bg_threshold=None,
     max_windows_per_forward=None,
-    data_preprocessor=dict(type="SegDataPreProcessor", bgr_to_rgb=True),
+    data_preprocessor=dict(type="PaddedSegDataPreProcessor", bgr_to_rgb=True),
 )
 
 test_pipeline = [
