@@ -174,6 +174,7 @@ def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | N
         custom_hooks=hooks or [],
         default_hooks={"logger": {"type": "LoggerHook", "interval": 50}},
         randomness={"seed": 0},
+        experiment_name=f"seg-{time.time_ns()}",  # unique: mmengine keys its logger/visualizer by this name
         log_level="WARNING",
     )
     return runner.test(), runner

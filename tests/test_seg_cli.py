@@ -87,7 +87,10 @@ def test_batching_images_and_windows_changes_no_prediction(tmp_path):
         predictions.append(
             {p.name: np.asarray(Image.open(p)) for p in Path(record.extra["predictions_dir"]).iterdir()}
         )
-        assert record.extra["mmseg_config"]["test_dataloader"]["batch_size"] == (16 if batch == "64" else 1)
+        images_per_batch = record.extra["mmseg_config"]["test_dataloader"]["batch_size"]
+        assert (
+            images_per_batch >= 4 if batch == "64" else images_per_batch == 1
+        )  # all four in one batch, or one
     assert predictions[0].keys() == predictions[1].keys() and len(predictions[0]) == 4
     for name, pred in predictions[0].items():
         assert np.array_equal(pred, predictions[1][name]), name
