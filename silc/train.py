@@ -109,9 +109,7 @@ class Trainer:
             if self.use_contrastive
             else None
         )
-        # Fused AdamW on CUDA and CPU alike: one kernel over all parameters (on CPU the per-tensor loop took ~15 %
-        # of a tiny-ViT CLIP step, the fused kernel ~2 %; see benchmarks/perf/train_step.py).
-        self.optimizer = build_optimizer(self.model, cfg.optim, fused=True)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.step = 0
         self.samples_seen = 0
