@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.models.segmentors.base import BaseSegmentor
@@ -112,7 +113,9 @@ def _preprocessor(cfg: dict | None, encoder: Encoder) -> torch.nn.Module:
             )
         cfg[key] = want
     cfg.setdefault("bgr_to_rgb", True)  # mmcv's LoadImageFromFile decodes BGR
-    return MODELS.build(cfg)
+    # Build in mmseg's scope whatever scope ran last in this process (mmdet's Runner leaves its own current).
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        return MODELS.build(cfg)
 
 
 @MODELS.register_module()
