@@ -65,26 +65,6 @@ class Finding:
         return self.status != "ok"
 
 
-def portable_protocol(record: ResultRecord) -> dict[str, Any]:
-    """The record's protocol with paths inside its dataset folder written as ``<data>/...``.
-
-    A pinned protocol may name a file of the dataset (e.g. a split file) by absolute path; the reference must
-    match on any machine, wherever the synthetic world's cache lives.
-    """
-    root = record.dataset_root.rstrip("/") + "/"
-
-    def portable(value: Any) -> Any:
-        if isinstance(value, str) and value.startswith(root):
-            return "<data>/" + value[len(root) :]
-        if isinstance(value, dict):
-            return {k: portable(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [portable(v) for v in value]
-        return value
-
-    return portable(record.protocol)
-
-
 def reference_lines(records: list[ResultRecord]) -> list[dict[str, Any]]:
     """The reference form of ``records`` (sorted, so the file diffs cleanly)."""
     lines = [
@@ -92,7 +72,7 @@ def reference_lines(records: list[ResultRecord]) -> list[dict[str, Any]]:
             "model": r.model,
             "benchmark": r.benchmark,
             "protocol_name": r.protocol_name,
-            "protocol_hash": protocol_hash(portable_protocol(r)),
+            "protocol_hash": protocol_hash(r.protocol),
             "metrics": scalar_metrics(r.metrics),
         }
         for r in records

@@ -54,7 +54,9 @@ def resolve_split(protocol: dict[str, Any], data_root: Path) -> OVSplit:
         return load_split(own if own.is_file() else None)
     if choice == "public:ov-coco-48-17":
         return load_split(None)
-    return load_split(choice)
+    path = Path(choice)
+    # A pinned split inside the dataset is recorded relative to it; otherwise relative to the working directory.
+    return load_split(data_root / path if not path.is_absolute() and (data_root / path).is_file() else path)
 
 
 def split_hash(split: OVSplit) -> str:
@@ -107,7 +109,10 @@ class DetOVCocoHarness(Harness):
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
         pinned = dict(protocol)
         split = resolve_split(protocol, data_root)
-        pinned["split"], pinned["split_hash"] = split.source, split_hash(split)
+        source = Path(split.source)
+        if source.is_absolute() and source.is_relative_to(data_root.resolve()):
+            source = source.relative_to(data_root.resolve())  # the same protocol wherever the data lives
+        pinned["split"], pinned["split_hash"] = str(source), split_hash(split)
         if "config" in protocol:
             path = resolve_config(protocol["config"])
             pinned["config"] = str(path)
