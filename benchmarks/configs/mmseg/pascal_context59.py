@@ -2,43 +2,17 @@
 # ade-448 recipe (TCL / ClearCLIP: short side 448, 448-px windows every 224 px, 80 OpenAI templates).
 # Layout (mmseg's): VOCdevkit/VOC2010/{JPEGImages/*.jpg, SegmentationClassContext/*.png,
 # ImageSets/SegmentationContext/val.txt}, label maps as written by mmseg's pascal_context.py converter.
-# Run it with mmengine's Runner as the README shows for ade20k_448.py.
-custom_imports = dict(imports=["adapters.mmseg", "benchmarks.seg_mmseg"], allow_failed_imports=False)
-default_scope = "mmseg"
+# Inherits everything else from ade20k_448.py. Run it with mmengine's Runner as the README shows for that file.
+_base_ = ["./ade20k_448.py"]
+
 work_dir = "work_dirs/zeroshot_pascal_context59"
 
-model = dict(
-    type="ZeroShotSegmentor",
-    encoder="clip=openclip:ViT-B-16@weights/ViT-B-16.bin",
-    class_names=dict(dataset="PascalContextDataset59"),
-    templates="openai80",
-    dense_mode="naive",
-    crop_size=448,
-    stride=224,
-    logit_scale=100.0,
-    bg_threshold=None,
-    max_windows_per_forward=None,
-    data_preprocessor=dict(type="PaddedSegDataPreProcessor", bgr_to_rgb=True),
-)
-
-test_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="Resize", scale=(2048, 448), keep_ratio=True),
-    dict(type="LoadAnnotations"),
-    dict(type="PackSegInputs"),
-]
+model = dict(class_names=dict(dataset="PascalContextDataset59"))
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
     dataset=dict(
         type="PascalContextDataset59",
         data_root="data/VOCdevkit/VOC2010",
         ann_file="ImageSets/SegmentationContext/val.txt",
         data_prefix=dict(img_path="JPEGImages", seg_map_path="SegmentationClassContext"),
-        pipeline=test_pipeline,
-    ),
+    )
 )
-test_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
-test_cfg = dict(type="TestLoop")
