@@ -59,7 +59,7 @@ def test_ap_equals_cocoeval_and_ovcocometric_on_the_same_detections(trained: dic
     ann_file = Path(record.extra["work_dir"]) / "ov-coco" / VAL_FILE
     dets_file = Path(record.extra["detections_file"])
     assert record.extra["detections"] > 0
-    split = load_split(Path(record.protocol["split"]))
+    split = load_split(Path(record.dataset_root) / record.protocol["split"])  # recorded relative to the data
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
         ids = {c["name"]: c["id"] for c in gt.dataset["categories"]}
