@@ -10,6 +10,7 @@ from typing import Any
 from adapters.encoder import Encoder
 from benchmarks.records import ResultRecord, read_record, record_path, software_versions, write_record
 from benchmarks.registry import Harness
+from silc.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,12 @@ def run_harness(
     """Evaluate and write the record; returns (record, path, computed). An existing record is reused."""
     protocol = harness.pin_protocol(protocol, encoder, Path(data_root))
     path = record_path(results_dir, encoder.name, harness.name, protocol_name, protocol)
+    data_root = Path(data_root)
     if path.exists() and not rerun:
         log.info("skip %s (exists; --rerun to recompute)", path)
-        return read_record(path), path, False
-    data_root = Path(data_root)
+        record = read_record(path)
+        _check_reusable(record, path, encoder, data_root)
+        return record, path, False
     start = time.perf_counter()
     ev = harness.evaluate(encoder, data_root, protocol, dict(options or {}))
     wall = time.perf_counter() - start
@@ -53,3 +56,17 @@ def run_harness(
     path = write_record(results_dir, record)
     log.info("wrote %s", path)
     return record, path, True
+
+
+def _check_reusable(record: ResultRecord, path: Path, encoder: Encoder, data_root: Path) -> None:
+    """A stored record stands for this run only if it comes from these weights and this dataset."""
+    if record.fingerprint != encoder.fingerprint:
+        raise UserError(
+            f"{path}: existing record was computed from other weights or data than {encoder.spec!r} "
+            "(weights fingerprint differs); pass --rerun to recompute or use another --results"
+        )
+    if Path(record.dataset_root) != data_root.resolve():
+        raise UserError(
+            f"{path}: existing record was computed from other weights or data: dataset {record.dataset_root}, "
+            f"not {data_root.resolve()}; pass --rerun to recompute or use another --results"
+        )

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from silc.cli.device import resolve_device
 from silc.errors import UserError
 
 
@@ -57,14 +58,6 @@ def _common_arguments(parser: argparse.ArgumentParser, harness) -> None:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
 
 
-def _device(requested: str | None) -> str:
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def run(args: argparse.Namespace) -> int:
     """Load the model, resolve and pin the protocol, run (or reuse) the record, print metrics and its path."""
     from adapters import load_encoder
@@ -80,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     problems = harness.preflight(data)
     if problems:
         raise UserError(problems[0])
-    encoder = load_encoder(args.model, device=_device(args.device))
+    encoder = load_encoder(args.model, device=resolve_device(args.device))
     known = {
         "model",
         "data",
@@ -98,11 +91,6 @@ def run(args: argparse.Namespace) -> int:
         harness, encoder, data, protocol_name, protocol, args.results, rerun=args.rerun, options=options
     )
     if not computed:
-        if record.fingerprint != encoder.fingerprint or Path(record.dataset_root) != data.resolve():
-            raise UserError(
-                f"{path}: existing record comes from other weights or data than asked; "
-                "pass --rerun to recompute or use another --results"
-            )
         print(f"(existing record reused; --rerun to recompute) {path}")
     for key, value in record.metrics.items():
         print(f"{key}: {_fmt(value)}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from silc.cli.device import resolve_device
 from silc.errors import UserError
 
 if TYPE_CHECKING:
@@ -53,28 +54,6 @@ def reference_specs() -> list[str]:
 def split_work(items: list[WorkItem], rank: int, world_size: int) -> list[WorkItem]:
     """This rank's share: round-robin over the deterministic item order (identical on every rank)."""
     return items[rank::world_size]
-
-
-def _device(requested: str | None) -> str:
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _check_reused(record, path: Path, encoder, data: Path) -> None:
-    """A skipped record must come from these weights and this dataset, else it is not this run's number."""
-    if record.fingerprint != encoder.fingerprint:
-        raise UserError(
-            f"{path}: existing record was computed from other weights than {encoder.spec!r} "
-            "(fingerprint differs); pass --rerun to recompute or use another --results"
-        )
-    if Path(record.dataset_root) != data.resolve():
-        raise UserError(
-            f"{path}: existing record was computed on {record.dataset_root}, not {data.resolve()}; "
-            "pass --rerun to recompute or use another --results"
-        )
 
 
 def run_suite(
@@ -118,8 +97,6 @@ def run_suite(
                 rerun=rerun,
                 options=r.entry.options,
             )
-            if not fresh:
-                _check_reused(record, path, encoder, data)
             computed += int(fresh)
             paths.append(path)
             bar.update(1)
@@ -188,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.baseline and args.baseline not in aliases:
         raise UserError(f"--baseline {args.baseline!r}: no --model has that alias ({specs})")
     baseline = args.baseline or ("clip" if "clip" in aliases else None)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     dist_info = init_distributed(device)
     try:
         data_root = _data_root(args, suite, dist_info)
