@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -56,20 +55,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):  # torch's legacy-pickle fallback fails on garbage in arbitrary ways
+        raise UserError(f"{path}: not a readable SiLC checkpoint (corrupt or truncated: not a torch zip archive)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable SiLC checkpoint ({_load_failure(path, e)})") from None
+    except Exception as e:  # a damaged archive member can raise anything from the unpickler
+        raise UserError(f"{path}: not a readable SiLC checkpoint ({_load_failure(e)})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
         raise UserError(f"{path}: not a SiLC checkpoint (missing keys: {', '.join(missing)})")
     return ckpt
 
 
-def _load_failure(path: Path, error: Exception) -> str:
-    """A short reason for a failed ``torch.load``."""
-    if not zipfile.is_zipfile(path):
-        return "corrupt or truncated: not a torch zip archive"
+def _load_failure(error: Exception) -> str:
+    """A short reason for a failed ``torch.load`` of a zip archive."""
     if "Weights only load failed" in str(error):
         return "holds Python objects other than tensors and containers; refused by weights_only loading"
     text = str(error).strip()

@@ -114,6 +114,10 @@ def test_bad_checkpoints_fail_in_one_line_naming_the_file(run_dir, tmp_path, cap
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(os.urandom(2048))
     assert str(garbage) in _error_line(capsys, str(garbage))
+    # b"Q" (BINPERSID on an empty stack) sends torch's legacy-pickle fallback into an IndexError
+    legacy_garbage = tmp_path / "legacy-garbage.pt"
+    legacy_garbage.write_bytes(b"Q" + bytes(range(256)))
+    assert "not a torch zip archive" in _error_line(capsys, str(legacy_garbage))
 
     truncated = tmp_path / "truncated.pt"
     data = (run / "checkpoints" / "latest.pt").read_bytes()
