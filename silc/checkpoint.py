@@ -56,7 +56,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     if not zipfile.is_zipfile(path):  # torch's legacy-pickle fallback fails on garbage in arbitrary ways
-        raise UserError(f"{path}: not a readable SiLC checkpoint (corrupt or truncated: not a torch zip archive)")
+        raise UserError(
+            f"{path}: not a readable SiLC checkpoint (corrupt or truncated: not a torch zip archive)"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a damaged archive member can raise anything from the unpickler
