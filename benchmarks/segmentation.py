@@ -16,6 +16,7 @@ from typing import Any
 
 from adapters.encoder import DENSE_MODES, Encoder
 from benchmarks.features import encode_texts, settings_from_options
+from benchmarks.mm_logs import logs_to_stderr
 from benchmarks.records import protocol_hash
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
@@ -177,6 +178,7 @@ def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | N
         experiment_name=f"seg-{time.time_ns()}",  # unique: mmengine keys its logger/visualizer by this name
         log_level="WARNING",
     )
+    logs_to_stderr(runner.logger)
     return runner.test(), runner
 
 

@@ -10,7 +10,7 @@ import os
 import random
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +73,8 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.eval_fn = eval_fn
-        if cfg.train.deterministic:
+        if cfg.train.deterministic:  # cuBLAS reads this when its first handle is made
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
         self.dist = distributed.init_distributed(cfg.train.device)
         self.device = self.dist.device
         self.precision = resolve_precision(cfg.train.precision, self.device)
@@ -296,6 +295,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
         """Train from the current step to ``train.steps``; returns the last logged record."""
+        with deterministic_algorithms(self.cfg.train.deterministic):
+            return self._train()
+
+    def _train(self) -> dict[str, Any]:
         c, info = self.cfg, self.dist
         if info.is_main:
             dump_config(c, self.run_dir / "config.yaml")
@@ -382,6 +385,21 @@ class Trainer:
                 "train.tensorboard: needs the tensorboard package (pip install tensorboard)"
             ) from None
         return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """torch's deterministic algorithms for the block only: the switch is process-wide, so it is restored after."""
+    if not enabled:
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=warn_only)
 
 
 def peak_memory_mb(device: torch.device) -> float:

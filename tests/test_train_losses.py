@@ -159,3 +159,17 @@ def test_contrastive_loss_averages_views_and_supports_siglip():
     labels = 2 * torch.eye(6) - 1
     want = -F.logsigmoid(labels * logits).sum() / 6
     torch.testing.assert_close(ContrastiveLoss("siglip")(views[:1], txt, scale, bias), want)
+
+
+def test_deterministic_mode_is_on_during_run_only(tmp_path):
+    """torch's deterministic switch is process-wide: a run turns it on while training and restores it after."""
+    trainer = make_trainer(tmp_path, train={"steps": 1, "save_every": 0, "deterministic": True})
+    seen = []
+    step = trainer.train_step
+    trainer.train_step = lambda batch: (
+        seen.append(torch.are_deterministic_algorithms_enabled()) or step(batch)
+    )
+    assert not torch.are_deterministic_algorithms_enabled()
+    trainer.run()
+    assert seen == [True]
+    assert not torch.are_deterministic_algorithms_enabled()

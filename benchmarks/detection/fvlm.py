@@ -18,6 +18,7 @@ from adapters.mmdet import WEIGHTS_FILE, live_encoder, load_detector_weights
 from benchmarks.detection.boxcls import load_rgb
 from benchmarks.detection.cocoeval import evaluate_boxes
 from benchmarks.detection.visualize import draw_boxes, save_png
+from benchmarks.mm_logs import logs_to_stderr
 from benchmarks.ov_coco import SPLIT_FILE, VAL_FILE, OVSplit, load_coco, write_ov_coco
 from benchmarks.registry import Evaluation
 
@@ -62,6 +63,7 @@ def evaluate_fvlm(
     with live_encoder(encoder) as key:
         configure(cfg, key, ov_root, work, protocol)
         runner = Runner.from_cfg(cfg)
+        logs_to_stderr(runner.logger)
         if protocol["det_weights"]:
             load_detector_weights(runner.model, protocol["det_weights"])
         else:
