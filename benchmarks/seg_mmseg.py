@@ -65,6 +65,8 @@ class PerClassIoUMetric(IoUMetric):
     a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop them) and
     on label maps whose size differs from their image's."""
 
+    default_prefix = "seg"  # mmengine warns on every run when a metric has no prefix; run_config strips it
+
     def process(self, data_batch: Any, data_samples: Any) -> None:
         num_classes = len(self.dataset_meta["classes"])
         for sample in data_samples:

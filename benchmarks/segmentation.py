@@ -162,7 +162,7 @@ def images_per_batch(protocol: dict[str, Any], windows: int, most: int = 16) -> 
 
 
 def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | None = None):
-    """``Runner.test()`` on ``cfg`` with an already built ``model``; returns (metrics, runner)."""
+    """``Runner.test()`` on ``cfg`` with an already built ``model``; returns (metrics without prefix, runner)."""
     from mmengine.runner import Runner
 
     runner = Runner(
@@ -179,7 +179,8 @@ def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | N
         log_level="WARNING",
     )
     logs_to_stderr(runner.logger)
-    return runner.test(), runner
+    metrics = {key.rpartition("/")[2]: value for key, value in runner.test().items()}  # "seg/mIoU" -> "mIoU"
+    return metrics, runner
 
 
 class SegADE20K(Harness):
