@@ -48,28 +48,19 @@ def _spec(weights: Path, alias: str = "tiny") -> str:
     return f"{alias}=openclip:{TINY_MODEL_CONFIG}@{weights}"
 
 
+def _eval_args(benchmark: str, weights: Path, data: Path, results: Path, *extra) -> list:
+    """``silc-bench eval BENCHMARK`` arguments for the test weights on CPU without loader workers (model at [3])."""
+    common = ["--data", data, "--results", results, "--device", "cpu", "--workers", "0"]
+    return ["eval", benchmark, "--model", _spec(weights), *common, *extra]
+
+
 def _printed_metrics(out: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line and not line.startswith("("))
 
 
 def test_eval_zeroshot_writes_pinned_record_and_reuses_it(cli, capsys, tmp_path, weights):
     data = write_imagefolder(tmp_path / "ds", NAMES, {"val": 3})
-    args = [
-        "eval",
-        "zeroshot-cls",
-        "--model",
-        _spec(weights),
-        "--data",
-        data,
-        "--results",
-        tmp_path / "res",
-        "--device",
-        "cpu",
-        "--workers",
-        "0",
-        "--batch-size",
-        "5",
-    ]
+    args = _eval_args("zeroshot-cls", weights, data, tmp_path / "res", "--batch-size", 5)
     assert cli(*args) == 0
     out = capsys.readouterr().out
     printed = _printed_metrics(out)
@@ -97,73 +88,20 @@ def test_eval_zeroshot_writes_pinned_record_and_reuses_it(cli, capsys, tmp_path,
 
 def test_eval_retrieval_and_fewshot(cli, capsys, tmp_path, weights):
     ann = write_karpathy(tmp_path / "flickr", NAMES, {"train": 2, "test": 8})
-    assert (
-        cli(
-            "eval",
-            "retrieval",
-            "--model",
-            _spec(weights),
-            "--data",
-            ann,
-            "--results",
-            tmp_path / "r",
-            "--workers",
-            "0",
-            "--device",
-            "cpu",
-        )
-        == 0
-    )
+    assert cli(*_eval_args("retrieval", weights, ann, tmp_path / "r")) == 0
     printed = _printed_metrics(capsys.readouterr().out)
     for k in (1, 5, 10):
         assert 0.0 <= float(printed[f"image_retrieval_recall@{k}"]) <= 1.0
     assert float(printed["text_retrieval_recall@10"]) == 1.0  # only 8 images: every image is in the top 10
     data = write_imagefolder(tmp_path / "ds", NAMES, {"train": 4, "val": 2})
-    assert (
-        cli(
-            "eval",
-            "fewshot",
-            "--model",
-            _spec(weights),
-            "--data",
-            data,
-            "--results",
-            tmp_path / "r",
-            "--workers",
-            "0",
-            "--device",
-            "cpu",
-            "--shots",
-            1,
-            3,
-            "--seeds",
-            0,
-            1,
-        )
-        == 0
-    )
+    args = _eval_args("fewshot", weights, data, tmp_path / "r", "--shots", 1, 3, "--seeds", 0, 1)
+    assert cli(*args) == 0
     printed = _printed_metrics(capsys.readouterr().out)
     rec = read_record(printed["record"])
     assert set(rec.metrics) == {"acc1_1shot_mean", "acc1_1shot_std", "acc1_3shot_mean", "acc1_3shot_std"}
     assert rec.protocol["shots"] == [1, 3] and rec.protocol["seeds"] == [0, 1]
     assert {r["k"] for r in rec.extra["runs"]} == {1, 3} and rec.extra["runs"][-1]["cv_accuracy"]
-    assert (
-        cli(
-            "eval",
-            "fewshot",
-            "--model",
-            _spec(weights),
-            "--data",
-            data,
-            "--results",
-            tmp_path / "r",
-            "--workers",
-            "0",
-            "--shots",
-            5,
-        )
-        == 2
-    )
+    assert cli(*_eval_args("fewshot", weights, data, tmp_path / "r", "--shots", 5)) == 2
     assert "fewer than the 5 shots" in capsys.readouterr().err
 
 
@@ -197,25 +135,7 @@ def test_clip_benchmark_cli_with_silc_model_type_matches_eval(cli, capsys, tmp_p
         == 0
     )
     cb = json.loads(out_json.read_text())["metrics"]
-    assert (
-        cli(
-            "eval",
-            "zeroshot-cls",
-            "--model",
-            _spec(weights),
-            "--data",
-            root,
-            "--split",
-            "test",
-            "--results",
-            tmp_path / "res",
-            "--workers",
-            "0",
-            "--device",
-            "cpu",
-        )
-        == 0
-    )
+    assert cli(*_eval_args("zeroshot-cls", weights, root, tmp_path / "res", "--split", "test")) == 0
     ours = read_record(_printed_metrics(capsys.readouterr().out)["record"]).metrics
     for key in ("acc1", "acc5", "mean_per_class_recall"):
         assert ours[key] == pytest.approx(cb[key], abs=1e-6)
