@@ -191,3 +191,13 @@ def test_cli_end_to_end_on_synthetic_world(synth_root, tmp_path, capsys):
     assert set(load_file(tmp_path / "w.safetensors")) == set(
         load_checkpoint(run / "checkpoints/latest.pt")["state_dict"]
     )
+
+
+def test_export_casts_floating_weights_with_dtype(trained_run, tmp_path):
+    out = tmp_path / "student-fp16.safetensors"
+    assert main(["export", str(trained_run), "--out", str(out), "--dtype", "fp16"]) == 0
+    state = load_checkpoint(trained_run / "checkpoints" / "latest.pt")["state_dict"]
+    exported = load_file(out)
+    for k, v in state.items():
+        want = v.half() if v.is_floating_point() else v
+        assert exported[k].dtype == want.dtype and torch.equal(exported[k], want), k

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from silc.errors import UserError
 
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # --dtype -> torch dtype name
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -19,10 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("--out", required=True, help="output FILE.safetensors")
+    p.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        help="cast floating-point weights (e.g. fp16 to halve the file); default: as trained",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from safetensors.torch import save
+
     from silc.checkpoint import load_checkpoint, resolve_checkpoint
     from silc.io import atomic_write, atomic_write_text
 
@@ -31,9 +41,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out}: expected a .safetensors file name")
     path = resolve_checkpoint(args.run)
     ckpt = load_checkpoint(path)
-    from safetensors.torch import save
-
-    tensors = {k: v.contiguous() for k, v in ckpt["state_dict"].items()}
+    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
+    tensors = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+        for k, v in ckpt["state_dict"].items()
+    }
     meta = {"model_name": str(ckpt["model_name"]), "step": str(ckpt["step"]), "source": str(path)}
     atomic_write(out, lambda f: f.write(save(tensors, metadata=meta)))
     config_path = out.with_suffix(".json")
