@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from silc.data.synth.captions import tokens
 from silc.data.synth.world import OBJECT_LABEL_OFFSET, SHAPES
 from silc.data.synth.writers import COCO_CATEGORY_IDS, make_scene
 
@@ -60,3 +61,18 @@ def test_retrieval_captions_all_name_the_main_object(synth_root: Path):
         main = max(singles, key=lambda o: o.radius) if singles else scene.objects[scene.crowd[0]]
         for sentence in entry["sentences"]:
             assert f"{main.colour} {SHAPES[main.shape]}" in sentence["raw"]
+
+
+def test_half_the_pretraining_photos_are_object_centric_and_captioned_by_their_main_object(synth_root: Path):
+    rows = (synth_root / "pretrain" / "pairs.csv").read_text().splitlines()[1:]
+    scenes = [make_scene(0, "pretrain", i, 64)[0] for i in range(len(rows))]
+    centric = [i for i, s in enumerate(scenes) if s.object_centric]
+    assert 0.4 < len(centric) / len(scenes) < 0.6
+    for i in centric:
+        main = scenes[i].objects[0]
+        assert all(main.radius > 2 * o.radius for o in scenes[i].objects[1:])
+        assert f"{main.colour} {SHAPES[main.shape]}" in rows[i]
+        named = set(tokens(rows[i])) & set(SHAPES)
+        assert named == {SHAPES[main.shape]}, rows[i]
+    other = [make_scene(0, stream, i, 64)[0] for stream in ("flickr30k", "coco/val2017") for i in range(40)]
+    assert not any(s.object_centric for s in other)

@@ -1,4 +1,5 @@
-"""Captions for scenes: objects (size, colour, shape), the stuff they sit on and their relations, varied wording."""
+"""Captions for scenes: objects (size, colour, shape), the stuff they sit on and their relations, varied wording;
+object-centric photos get a short caption about their dominant object."""
 
 from __future__ import annotations
 
@@ -192,6 +193,14 @@ TEMPLATES: tuple[Callable[[_Describer], str], ...] = (
     _t_list,
     _t_image,
 )
+# Object-centric photos (one dominant shape): the caption is about that object, like a web product photo's.
+OBJECT_TEMPLATES: tuple[Callable[[_Describer], str], ...] = (
+    lambda d: f"a photo of {d.noun(d.items[0], 0.4)}.",
+    lambda d: f"{d.noun(d.items[0], 0.4)}.",
+    lambda d: f"a close-up of {d.noun(d.items[0], 0.4)}.",
+    lambda d: f"{d.noun(d.items[0], 0.4)} in the middle of the picture.",
+    lambda d: f"a picture of {d.noun(d.items[0], 0.4)} on {d.background()}.",
+)
 EMPTY_TEMPLATES = (
     "a view of {bg}.",
     "an empty scene: {bg}.",
@@ -204,7 +213,9 @@ EMPTY_TEMPLATES = (
 def captions(scene: Scene, rendered: Rendered, rng: np.random.Generator, count: int) -> list[str]:
     """``count`` different captions for the scene (different templates, then different word choices)."""
     d = _Describer(scene, rendered, rng)
-    if d.items:
+    if scene.object_centric:
+        make = [lambda t=t: t(d) for t in OBJECT_TEMPLATES]
+    elif d.items:
         make = [lambda t=t: t(d) for t in TEMPLATES]
     else:
         make = [lambda t=t: t.format(bg=d.background()) for t in EMPTY_TEMPLATES]

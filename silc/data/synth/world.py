@@ -84,6 +84,7 @@ class Scene:
     clutter: tuple[float, float, float, float] | None = None  # ellipse cx, cy, rx, ry in pixels
     crowd: list[int] = field(default_factory=list)  # indices of objects forming one iscrowd group
     texture_seed: int = 0
+    object_centric: bool = False  # one dominant large object first (classification-style photo)
 
 
 def _sample_object(
@@ -138,6 +139,7 @@ def sample_scene(
             float(rng.uniform(0.05, 0.1) * size),
         )
     placed: list[Obj] = []
+    scene.object_centric = dominant is not None
     if dominant is not None:
         big = _sample_object(rng, size, shape=dominant, size_name="large")
         big.radius = float(rng.uniform(0.26, 0.33)) * size

@@ -68,7 +68,10 @@ def wnid(k: int) -> str:
 
 # Scene parameters per dataset family (object count range, clutter / crowd / empty-image probabilities).
 SCENES: dict[str, dict] = {
-    "pretrain": {"n_objects": (1, 4), "clutter_p": 0.2, "crowd_p": 0.05},
+    # Half the pretraining photos are object-centric (one large shape, a short caption about it), as web data
+    # mixes product-style photos with scenes: without them a tiny ViT matches captions by colour and background
+    # alone and never learns shape names (README: "What the synth configs learn").
+    "pretrain": {"n_objects": (1, 4), "clutter_p": 0.2, "crowd_p": 0.05, "object_centric_p": 0.5},
     "imagenet": {"n_objects": (0, 2), "clutter_p": 0.1},
     "flickr30k": {"n_objects": (1, 4), "clutter_p": 0.2, "crowd_p": 0.05},
     "ade": {"n_objects": (2, 5), "clutter_p": 0.35},
@@ -84,6 +87,9 @@ def make_scene(
     params = dict(SCENES[stream.split("/")[0]])
     if rng.random() < params.pop("empty_p", 0.0):
         params["n_objects"] = (0, 0)
+    # Drawn only in streams that have the key, so the other streams' scenes do not change with it.
+    if "object_centric_p" in params and rng.random() < params.pop("object_centric_p") and dominant is None:
+        dominant = int(rng.integers(len(SHAPES)))
     scene = sample_scene(rng, size, dominant=dominant, **params)
     return scene, render_visible(scene), rng
 
