@@ -194,12 +194,12 @@ TEMPLATES: tuple[Callable[[_Describer], str], ...] = (
     _t_image,
 )
 # Object-centric photos (one dominant shape): the caption is about that object, like a web product photo's.
-OBJECT_TEMPLATES: tuple[Callable[[_Describer], str], ...] = (
-    lambda d: f"a photo of {d.noun(d.items[0], 0.4)}.",
-    lambda d: f"{d.noun(d.items[0], 0.4)}.",
-    lambda d: f"a close-up of {d.noun(d.items[0], 0.4)}.",
-    lambda d: f"{d.noun(d.items[0], 0.4)} in the middle of the picture.",
-    lambda d: f"a picture of {d.noun(d.items[0], 0.4)} on {d.background()}.",
+OBJECT_TEMPLATES = (
+    "a photo of {obj}.",
+    "{obj}.",
+    "a close-up of {obj}.",
+    "{obj} in the middle of the picture.",
+    "a picture of {obj} on {bg}.",
 )
 EMPTY_TEMPLATES = (
     "a view of {bg}.",
@@ -214,7 +214,11 @@ def captions(scene: Scene, rendered: Rendered, rng: np.random.Generator, count: 
     """``count`` different captions for the scene (different templates, then different word choices)."""
     d = _Describer(scene, rendered, rng)
     if scene.object_centric:
-        make = [lambda t=t: t(d) for t in OBJECT_TEMPLATES]
+        # {bg} is drawn only where the template uses it, after the object's words.
+        make = [
+            lambda t=t: t.format(obj=d.noun(d.items[0], 0.4), bg=d.background() if "{bg}" in t else "")
+            for t in OBJECT_TEMPLATES
+        ]
     elif d.items:
         make = [lambda t=t: t(d) for t in TEMPLATES]
     else:
