@@ -88,7 +88,8 @@ def make_scene(
     if rng.random() < params.pop("empty_p", 0.0):
         params["n_objects"] = (0, 0)
     # Drawn only in streams that have the key, so the other streams' scenes do not change with it.
-    if "object_centric_p" in params and rng.random() < params.pop("object_centric_p") and dominant is None:
+    centric_p = params.pop("object_centric_p", None)
+    if centric_p is not None and rng.random() < centric_p and dominant is None:
         dominant = int(rng.integers(len(SHAPES)))
     scene = sample_scene(rng, size, dominant=dominant, **params)
     return scene, render_visible(scene), rng
