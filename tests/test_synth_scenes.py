@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from silc.data.synth.captions import tokens
-from silc.data.synth.world import OBJECT_LABEL_OFFSET, SHAPES
+from silc.data.synth.world import COLOURS, OBJECT_LABEL_OFFSET, SHAPES
 from silc.data.synth.writers import COCO_CATEGORY_IDS, make_scene
 
 
@@ -68,11 +68,20 @@ def test_half_the_pretraining_photos_are_object_centric_and_captioned_by_their_m
     scenes = [make_scene(0, "pretrain", i, 64)[0] for i in range(len(rows))]
     centric = [i for i, s in enumerate(scenes) if s.object_centric]
     assert 0.4 < len(centric) / len(scenes) < 0.6
+    with_colour = 0
     for i in centric:
         main = scenes[i].objects[0]
         assert all(main.radius > 2 * o.radius for o in scenes[i].objects[1:])
-        assert f"{main.colour} {SHAPES[main.shape]}" in rows[i]
-        named = set(tokens(rows[i])) & set(SHAPES)
-        assert named == {SHAPES[main.shape]}, rows[i]
+        words = tokens(rows[i])
+        assert set(words) & set(SHAPES) == {SHAPES[main.shape]}, rows[i]
+        before = words[words.index(SHAPES[main.shape]) - 1]
+        if before in COLOURS:
+            assert before == main.colour, rows[i]
+            with_colour += 1
+    assert 0.35 < with_colour / len(centric) < 0.65  # OBJECT_COLOUR_P = 0.5
+    for row, scene in zip(rows, scenes, strict=True):
+        if not scene.object_centric and scene.objects and not scene.crowd:
+            main = max(scene.objects, key=lambda o: o.radius)
+            assert f"{main.colour} {SHAPES[main.shape]}" in row  # scene captions always name the colour
     other = [make_scene(0, stream, i, 64)[0] for stream in ("flickr30k", "coco/val2017") for i in range(40)]
     assert not any(s.object_centric for s in other)

@@ -76,11 +76,13 @@ class _Describer:
     def pick(self, options: tuple[str, ...]) -> str:
         return options[int(self.rng.integers(len(options)))]
 
-    def noun(self, item: list[int], size_p: float = 0.6) -> str:
+    def noun(self, item: list[int], size_p: float = 0.6, colour_p: float = 1.0) -> str:
         obj = self.scene.objects[item[0]]
         if len(item) > 1:
             return f"a group of {NUMBERS[len(item)] if len(item) < len(NUMBERS) else len(item)} {obj.colour} {plural(SHAPES[obj.shape])}"
-        words = [obj.colour, SHAPES[obj.shape]]
+        # colour_p < 1 draws from the RNG; the default (always named) draws nothing, so other captions stay as they were.
+        named = colour_p >= 1.0 or self.rng.random() < colour_p
+        words = [obj.colour, SHAPES[obj.shape]] if named else [SHAPES[obj.shape]]
         if self.rng.random() < size_p:
             words.insert(0, self.pick(SIZE_WORDS[obj.size]))
         return article(" ".join(words))
@@ -194,6 +196,9 @@ TEMPLATES: tuple[Callable[[_Describer], str], ...] = (
     _t_image,
 )
 # Object-centric photos (one dominant shape): the caption is about that object, like a web product photo's.
+# Half of them leave the colour out: when every caption names the colour, colour (with size and background) tells
+# the captions of a batch apart and a tiny ViT barely learns shape (README: "What the synth configs learn").
+OBJECT_COLOUR_P = 0.5
 OBJECT_TEMPLATES = (
     "a photo of {obj}.",
     "{obj}.",
@@ -216,7 +221,9 @@ def captions(scene: Scene, rendered: Rendered, rng: np.random.Generator, count: 
     if scene.object_centric:
         # {bg} is drawn only where the template uses it, after the object's words.
         make = [
-            lambda t=t: t.format(obj=d.noun(d.items[0], 0.4), bg=d.background() if "{bg}" in t else "")
+            lambda t=t: t.format(
+                obj=d.noun(d.items[0], 0.4, OBJECT_COLOUR_P), bg=d.background() if "{bg}" in t else ""
+            )
             for t in OBJECT_TEMPLATES
         ]
     elif d.items:
