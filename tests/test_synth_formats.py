@@ -68,12 +68,14 @@ def test_captions_name_shapes_colours_stuff_and_relations(synth_root: Path):
     captions = [p["caption"] for p in _pairs(synth_root)]
     shape_re = re.compile(r"\b(" + "|".join(SHAPES) + r")(e?s)?\b")
     colour_re = re.compile(r"\b(" + "|".join(COLOURS) + r")\b")
-    assert all(shape_re.search(c) and colour_re.search(c) for c in captions)
+    assert all(shape_re.search(c) for c in captions)
+    # colours everywhere but in the object-centric captions that leave it out (test_synth_scenes checks which)
+    assert 0.6 < sum(bool(colour_re.search(c)) for c in captions) / len(captions) < 0.9
     text = " ".join(captions)
     for words in RELATION_WORDS.values():
         assert any(w in text for w in words)
     assert all(name in text for name in ("grass", "water", "sand", "snow", "sky", "brick"))
-    assert len(set(captions)) > 0.9 * len(captions)
+    assert len(set(captions)) > 0.85 * len(captions)  # short object captions ("a photo of a circle.") repeat
     # every category (novel ones included) is named in the pretraining captions
     assert {m.group(1) for c in captions for m in shape_re.finditer(c)} == set(SHAPES)
 
