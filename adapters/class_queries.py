@@ -9,64 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from adapters.encoder import Encoder
 from silc.errors import UserError
-
-BUILTIN_TEMPLATES = ("openai80", "simple7", "identity")
-
-
-@dataclass(frozen=True)
-class Templates:
-    """Prompt templates (each holds ``{}`` where the class name goes) and where they came from."""
-
-    name: str
-    texts: tuple[str, ...]
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the template strings (order matters), for result provenance."""
-        return hashlib.sha256(json.dumps(list(self.texts)).encode()).hexdigest()
-
-    def describe(self) -> dict[str, object]:
-        """``{name, count, sha256}`` as stored in result records."""
-        return {"name": self.name, "count": len(self.texts), "sha256": self.sha256}
-
-
-def resolve_templates(spec: str | Sequence[str]) -> Templates:
-    """``openai80`` / ``simple7`` (open_clip's ImageNet lists), ``identity`` (the bare name), a file with one
-    template per line, or a list of template strings."""
-    if not isinstance(spec, str):
-        return _checked("<list>", tuple(spec))
-    if spec in ("openai80", "simple7"):
-        from open_clip import zero_shot_metadata as meta
-
-        fns = meta.OPENAI_IMAGENET_TEMPLATES if spec == "openai80" else meta.SIMPLE_IMAGENET_TEMPLATES
-        return Templates(spec, tuple(fn("{}") for fn in fns))
-    if spec == "identity":
-        return Templates(spec, ("{}",))
-    path = Path(spec)
-    if not path.is_file():
-        raise UserError(
-            f"templates {spec!r}: expected one of {', '.join(BUILTIN_TEMPLATES)} or a text file of templates"
-        )
-    lines = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return _checked(str(path), lines)
-
-
-def _checked(name: str, texts: tuple[str, ...]) -> Templates:
-    if not texts:
-        raise UserError(f"templates {name}: no templates found")
-    bad = [t for t in texts if "{}" not in t]
-    if bad:
-        raise UserError(f"templates {name}: every template needs a '{{}}' for the class name, got {bad[0]!r}")
-    return Templates(name, texts)
+from silc.kernel import Templates, TextEmbedder, build_class_embeddings
 
 
 def read_names_file(path: str | Path) -> list[list[str]]:
@@ -106,9 +56,6 @@ def names_sha256(classes: Sequence[Sequence[str]]) -> str:
     return hashlib.sha256(json.dumps([list(c) for c in classes]).encode()).hexdigest()
 
 
-TextEmbedder = Callable[[list[str]], torch.Tensor]
-
-
 def encoder_text_embedder(encoder: Encoder, batch_size: int = 256) -> TextEmbedder:
     """Texts -> ``[N, D]`` embeddings with ``encoder.tokenize`` / ``encode_text``, in batches."""
 
@@ -126,10 +73,9 @@ def encoder_text_embedder(encoder: Encoder, batch_size: int = 256) -> TextEmbedd
 def query_embeddings(
     classes: Sequence[Sequence[str]], templates: Templates, embed_texts: TextEmbedder
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``([Q, D] normalised query embeddings, [Q] class index of each query)`` for synonym lists ``classes``."""
+    """``([Q, D] normalised query embeddings, [Q] class index of each query)`` for synonym lists ``classes``:
+    every synonym is a query, embedded by the kernel's class-embedding builder (all prompts in one call)."""
     queries = [(c, name) for c, synonyms in enumerate(classes) for name in synonyms]
-    texts = [t.replace("{}", name) for _, name in queries for t in templates.texts]
-    per_text = embed_texts(texts).float().view(len(queries), len(templates.texts), -1)
-    embeddings = F.normalize(F.normalize(per_text, dim=-1).mean(dim=1), dim=-1)
+    embeddings = build_class_embeddings(embed_texts, [name for _, name in queries], templates)
     owner = torch.tensor([c for c, _ in queries], dtype=torch.long)
     return embeddings, owner

@@ -1,7 +1,8 @@
 """Dense (per-patch) features of an open_clip ViT image tower in the joint image-text space: four named protocols.
 
 Common prefix, for an input of H x W pixels (multiples of the patch size p; grid h = H/p, w = W/p), exactly
-open_clip's ``VisionTransformer`` up to the last block:
+open_clip's ``VisionTransformer`` up to the last block, with the kernel's ViT token prefix
+(``silc.kernel.vit.vit_tokens``, the one the trainer uses too):
 
     x = [class_embedding; conv1(image) as h*w tokens] + pos(h, w);  x = ln_pre(x);  x = blocks[0 .. L-2](x)
 
@@ -39,6 +40,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
 from silc.errors import UserError
+from silc.kernel import vit_tokens
 
 
 def unsupported_reason(visual: nn.Module) -> str | None:
@@ -63,22 +65,6 @@ def unsupported_reason(visual: nn.Module) -> str | None:
         ):
             return "only standard nn.MultiheadAttention blocks are supported"
     return None
-
-
-def position_embedding(
-    visual: VisionTransformer, grid: tuple[int, int], cache: dict[tuple[int, int], torch.Tensor]
-) -> torch.Tensor:
-    """``[1 + h*w, width]`` position embeddings for a token grid of ``grid`` = (h, w) (bicubic resize, cached)."""
-    table = visual.positional_embedding
-    native = tuple(visual.grid_size)
-    if grid == native:
-        return table
-    if grid not in cache:
-        patches = table[1:].reshape(1, native[0], native[1], -1).permute(0, 3, 1, 2)
-        patches = F.interpolate(patches.float(), size=grid, mode="bicubic", align_corners=False)
-        patches = patches.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1).to(table.dtype)
-        cache[grid] = torch.cat([table[:1], patches], dim=0)
-    return cache[grid]
 
 
 def _run_blocks(visual: VisionTransformer, blocks, x: torch.Tensor) -> torch.Tensor:
@@ -126,12 +112,7 @@ def dense_tokens(
         raise UserError(
             f"dense input of {height}x{width} pixels: height and width must be multiples of {ph}x{pw}"
         )
-    x = visual.conv1(images.to(visual.conv1.weight.dtype))
-    grid = (x.shape[-2], x.shape[-1])
-    x = x.flatten(2).transpose(1, 2)
-    cls = visual.class_embedding.to(x.dtype).expand(b, 1, -1)
-    x = torch.cat([cls, x], dim=1) + position_embedding(visual, grid, cache).to(x.dtype)
-    x = visual.ln_pre(visual.patch_dropout(x))
+    x, grid = vit_tokens(visual, images, cache)
     blocks = visual.transformer.resblocks
     if mode == "naive":
         x = _run_blocks(visual, blocks, x)

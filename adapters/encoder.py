@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DENSE_MODES = ("naive", "maskclip", "sclip", "clearclip")
 
@@ -14,7 +16,8 @@ DENSE_MODES = ("naive", "maskclip", "sclip", "clearclip")
 class Encoder(ABC):
     """A vision-language encoder: global image/text embeddings and dense patch features in one joint space.
 
-    All outputs are L2-normalised. ``encode_dense`` returns ``[B, D, H/p, W/p]`` for any input size.
+    All outputs are L2-normalised. ``encode_dense`` returns ``[B, D, H/p, W/p]`` for any input size, in any of
+    the modes listed by :attr:`dense_modes`.
     """
 
     name: str  # alias or model name, shown in results
@@ -26,6 +29,13 @@ class Encoder(ABC):
     std: tuple[float, float, float]
     preprocess: Callable  # PIL image -> [3, H, W] tensor, the model's eval transform
     device: torch.device
+
+    @property
+    @abstractmethod
+    def dense_modes(self) -> tuple[str, ...]:
+        """The dense modes (names from ``DENSE_MODES``) that :meth:`encode_dense` supports; ``()`` when it has none.
+
+        Implementations may define it as a property or as a plain (class) attribute."""
 
     @abstractmethod
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -64,6 +74,8 @@ class Encoder(ABC):
 
 def weights_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
     """sha256 hex digest of a state_dict, independent of device and insertion order."""
+    import torch
+
     h = hashlib.sha256()
     for key in sorted(state_dict):
         t = state_dict[key].detach().to("cpu").contiguous()

@@ -5,25 +5,25 @@ Nothing is ever downloaded: a pretrained tag fails with a one-line message sayin
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
 import torch
-from torch import nn
 
-from adapters.openclip import (
-    OpenClipEncoder,
+from adapters.openclip import OpenClipEncoder
+from silc.checkpoint import load_checkpoint
+from silc.errors import UserError
+from silc.kernel import (
     build_model,
     check_model_cfg,
-    first_line,
+    describe_mismatch,
+    find_model_config,
+    load_weights,
     make_tokenizer,
     preprocess_cfg_for,
 )
-from silc.checkpoint import load_checkpoint
-from silc.errors import UserError
 
 OPENCLIP_PREFIX = "openclip:"
 SPEC_SYNTAX = "[ALIAS=]openclip:<model name or config.json>[@<weights file>], or [ALIAS=]<SiLC checkpoint .pt or run dir>"
@@ -81,45 +81,18 @@ def load_encoder(spec: str, device: str | torch.device = "cpu") -> OpenClipEncod
     )
 
 
-def read_config_json(path: str | Path) -> tuple[dict, dict | None]:
-    """An open_clip model config from a JSON file: plain, or ``{"model_cfg": ..., "preprocess_cfg": ...}``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{path}: model config file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: not a readable JSON model config ({first_line(e)})") from e
-    if isinstance(data, dict) and "model_cfg" in data:
-        return check_model_cfg(data["model_cfg"], str(path)), data.get("preprocess_cfg")
-    return check_model_cfg(data, str(path)), None
-
-
 def _load_openclip(spec: ModelSpec):
-    target = spec.target
-    if target.endswith(".json") or Path(target).expanduser().is_file():
-        model_cfg, overlay = read_config_json(target)
-        builtin, name = None, Path(target).stem
-    else:
-        if target.startswith(("hf-hub:", "local-dir:")):
-            raise UserError(
-                f"{spec.raw}: open_clip hub/dir schemas are not supported; use openclip:<config.json>@<file>"
-            )
-        builtin = name = target.replace("/", "-")
-        model_cfg, overlay = open_clip.get_model_config(builtin), None
-        if model_cfg is None:
-            raise UserError(
-                f"openclip:{target}: unknown open_clip model (a built-in name such as ViT-B-32, or a config .json path)"
-            )
+    source = f"openclip:{spec.target}"
+    found = find_model_config(spec.target, source)
+    model_cfg, builtin, name, overlay = found.model_cfg, found.builtin, found.name, found.preprocess_cfg
     weights = _resolve_weights(spec, builtin, model_cfg)
-    source = f"openclip:{target}"
     if weights is None:  # random init, seeded: the same spec names the same weights in every process
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             model = build_model(model_cfg, source)
     else:
         model = build_model(model_cfg, source)
-        _load_weights_file(model, weights)
+        load_weights(model, weights)
     return model, model_cfg, name, make_tokenizer(model_cfg, builtin, source), overlay
 
 
@@ -156,40 +129,6 @@ def _resolve_weights(spec: ModelSpec, builtin: str | None, model_cfg: dict) -> P
     raise UserError(
         f"openclip:{spec.target}@{weights}: {weights!r} is neither a weights file nor a pretrained tag{known}"
     )
-
-
-def _load_weights_file(model: nn.Module, path: Path) -> None:
-    """Load a weights file with open_clip's own loader (format conversions included); failures name the file."""
-    try:
-        open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
-    except Exception as e:  # a user's file: corrupt, not weights-only, or another architecture
-        try:
-            state_dict = open_clip.factory.load_state_dict(str(path), weights_only=True)
-        except Exception as read_error:
-            raise UserError(f"{path}: not a readable weights file ({first_line(read_error)})") from read_error
-        raise UserError(f"{path}: {describe_mismatch(model, state_dict) or first_line(e)}") from e
-
-
-def describe_mismatch(model: nn.Module, state_dict: object) -> str | None:
-    """One line saying how ``state_dict`` fails to fit ``model`` (missing/unexpected keys, shapes), or None."""
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        return "does not hold a state_dict of tensors"
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-    if shapes:
-        k = shapes[0]
-        problems.append(
-            f"{len(shapes)} shape mismatches (e.g. {k}: file {tuple(state_dict[k].shape)}, "
-            f"model {tuple(expected[k].shape)})"
-        )
-    return f"weights do not fit the model config: {'; '.join(problems)}" if problems else None
 
 
 def _load_silc(spec: ModelSpec):

@@ -30,10 +30,10 @@ from adapters.class_queries import (
     encoder_text_embedder,
     query_embeddings,
     read_names_file,
-    resolve_templates,
 )
 from adapters.encoder import DENSE_MODES, Encoder
 from silc.errors import UserError
+from silc.kernel import resolve_templates
 
 _CHUNK_ELEMENTS = 1 << 23  # row chunks of the full-resolution logits stay under 32 MB (float32)
 
@@ -125,7 +125,8 @@ class ZeroShotSegmentor(BaseSegmentor):
     Args:
         encoder: an Encoder SPEC for ``adapters.load_encoder`` or an Encoder instance.
         class_names: see :func:`class_names_from`; a class with synonyms scores the max over them.
-        templates: ``openai80`` / ``simple7`` / ``identity``, a templates file, or a list of templates.
+        templates: a named set of the kernel's registry (``openai80``, ``simple7``, ``photo``, ``identity``), a
+            templates file, or a list of templates.
         dense_mode: one of ``adapters.encoder.DENSE_MODES``.
         crop_size, stride: slide-window size and step, in pixels of the resized image.
         logit_scale: multiplies the cosine logits (default: the encoder's); matters for ``bg_threshold``.

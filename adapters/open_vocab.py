@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from adapters.encoder import Encoder
-
-TEMPLATE_SETS = ("openai80", "simple", "photo")
-
-
-def templates(name: str) -> list[Callable[[str], str]]:
-    """Prompt templates by name: open_clip's 80 OpenAI ImageNet templates, its simple set, or one photo prompt."""
-    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
-
-    if name == "openai80":
-        return list(OPENAI_IMAGENET_TEMPLATES)
-    if name == "simple":
-        return list(SIMPLE_IMAGENET_TEMPLATES)
-    if name == "photo":
-        return [lambda c: f"a photo of a {c}."]
-    raise ValueError(f"unknown template set {name!r}; known: {', '.join(TEMPLATE_SETS)}")
+from silc.kernel import build_class_embeddings, template_set
 
 
 @torch.no_grad()
-def text_classifier(encoder: Encoder, names: Sequence[str], template_set: str = "openai80") -> torch.Tensor:
-    """``[C, D]`` class embeddings: the mean of each name's normalised template embeddings, renormalised."""
-    fill = templates(template_set)
-    rows = []
-    for name in names:
-        tokens = encoder.tokenize([t(name) for t in fill]).to(encoder.device)
-        emb = encoder.encode_text(tokens).float().mean(dim=0)
-        rows.append(F.normalize(emb, dim=-1))
-    return torch.stack(rows)
+def text_classifier(encoder: Encoder, names: Sequence[str], templates: str = "openai80") -> torch.Tensor:
+    """``[C, D]`` class embeddings (on ``encoder.device``) of ``names`` under the named template set (the
+    kernel's registry): the mean of each name's normalised template embeddings, renormalised; the prompts of one
+    name per ``encode_text`` call."""
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        return encoder.encode_text(encoder.tokenize(texts).to(encoder.device))
+
+    return build_class_embeddings(
+        embed, list(names), template_set(templates), classes_per_batch=1, normalize_texts=False
+    )
 
 
 def region_embeddings(

@@ -22,18 +22,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from adapters.encoder import Encoder
-from benchmarks.readers.images import ImageDataset, ImageRef, data_fingerprint
+from benchmarks.options import HarnessOptions
+from benchmarks.readers.images import ImageRef, data_fingerprint
 from silc.io import atomic_write_bytes
+from silc.kernel import autocast
+from silc.kernel import resolve_precision as kernel_resolve_precision
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "SILC_BENCH_CACHE"
-PRECISIONS = ("auto", "fp32", "amp-fp16", "amp-bf16")
-_AMP_DTYPES = {"amp-fp16": torch.float16, "amp-bf16": torch.bfloat16}
+EVAL_CUDA_DEFAULT = "fp16"  # what ``auto`` means for evaluation on CUDA (fp32 elsewhere)
 
 
 def default_cache_dir() -> Path:
@@ -53,19 +56,8 @@ def describe_transform(transform: Callable) -> str:
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """``auto`` becomes ``amp-fp16`` on CUDA and ``fp32`` elsewhere; other values must be known."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        return "amp-fp16" if torch.device(device).type == "cuda" else "fp32"
-    return precision
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed-precision context for a resolved ``precision`` (a no-op for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_AMP_DTYPES[precision])
+    """``auto`` becomes ``fp16`` (autocast) on CUDA and ``fp32`` elsewhere; other values must be known."""
+    return kernel_resolve_precision(precision, device, cuda_default=EVAL_CUDA_DEFAULT)
 
 
 class FeatureCache:
@@ -122,6 +114,20 @@ def _tensor_sha256(t: torch.Tensor) -> str:
     h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
     h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+class ImageDataset(Dataset):
+    """``refs[i]`` decoded and passed through ``transform``; yields ``(tensor, i)``."""
+
+    def __init__(self, refs: Sequence[ImageRef], transform: Callable[[Image.Image], torch.Tensor]):
+        self.refs = list(refs)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.refs[i].open()), i
 
 
 @dataclass
@@ -216,7 +222,7 @@ def _run_images(
     n_batches = (len(refs) + settings.batch_size - 1) // settings.batch_size
     with (
         torch.inference_mode(),
-        autocast(device, settings.precision),
+        autocast(settings.precision, device),
         _cpu_threads_beside_workers(device, settings.workers),
     ):
         for x, idx in tqdm(
@@ -249,7 +255,7 @@ def encode_texts(
         return Features(cached, True, 0)
     chunk = max(settings.batch_size, 256)
     outs = []
-    with torch.inference_mode(), autocast(encoder.device, settings.precision):
+    with torch.inference_mode(), autocast(settings.precision, encoder.device):
         for start in tqdm(range(0, len(texts), chunk), desc=desc, unit="batch", disable=None):
             tokens = encoder.tokenize(list(texts[start : start + chunk])).to(encoder.device)
             outs.append(F.normalize(encoder.encode_text(tokens).float(), dim=-1).cpu())
@@ -258,15 +264,14 @@ def encode_texts(
     return Features(tensor, False, len(texts))
 
 
-def settings_from_options(options: dict[str, Any], precision: str) -> EncodeSettings:
-    """Encode settings from harness options (``batch_size``, ``workers``, ``cache_dir``, ``no_cache``)."""
-    cache_dir = None if options.get("no_cache") else (options.get("cache_dir") or default_cache_dir())
+def settings_from_options(options: HarnessOptions, precision: str, batch_size: int = 64) -> EncodeSettings:
+    """Encode settings from harness options (``batch_size`` else the harness's ``batch_size``, ``workers``,
+    ``cache_dir``, ``no_cache``)."""
+    cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return EncodeSettings(
         precision=precision,
-        batch_size=int(options.get("batch_size") or 64),
-        workers=int(options["workers"])
-        if options.get("workers") is not None
-        else min(4, os.cpu_count() or 1),
+        batch_size=options.batch_size or batch_size,
+        workers=options.workers if options.workers is not None else min(4, os.cpu_count() or 1),
         cache=FeatureCache(cache_dir),
     )
 

@@ -9,18 +9,21 @@ standard deviation (ddof=1) of top-1 accuracy over seeds, per k.
 
 from __future__ import annotations
 
-import argparse
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adapters.encoder import Encoder
-from benchmarks.features import PRECISIONS, encode_images, pin_encoding, settings_from_options
+from benchmarks.options import HarnessOptions, option
 from benchmarks.readers.classification import ClassificationData, read_class_meta, read_classification
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
+from silc.kernel.precision import CHOICES as PRECISIONS
+
+if TYPE_CHECKING:
+    from adapters.encoder import Encoder
 
 
 def sample_shots(labels: list[int], num_classes: int, k_max: int, seed: int) -> list[list[int]]:
@@ -63,10 +66,25 @@ def choose_c(x: np.ndarray, y: np.ndarray, k: int, protocol: dict[str, Any], see
     return min(c for c, s in scores.items() if s == best), scores
 
 
+@dataclass
+class FewShotOptions(HarnessOptions):
+    """Options of ``fewshot``."""
+
+    shots: list[int] | None = option(None, "k values (protocol default: 1 5 10)", knob=True)
+    seeds: list[int] | None = option(None, "sampling seeds (protocol default: 0 1 2)", knob=True)
+    train_split: str | None = option(None, "split the shots come from (default: train)", knob=True)
+    val_split: str | None = option(None, "split scored (default: val)", knob=True)
+    precision: str | None = option(None, "fp32 or autocast", knob=True, choices=PRECISIONS)
+
+
 class FewShotLinearProbe(Harness):
     name = "fewshot"
     description = "few-shot linear probe on frozen normalised features: mean +- std top-1 accuracy over seeds"
     default_protocol = "linear-probe"
+    options_type = FewShotOptions
+    key_metrics = ("acc1_1shot_mean", "acc1_5shot_mean", "acc1_10shot_mean")
+    table_order = 30
+    metric_scale = "fraction"
     protocols = {
         "linear-probe": {
             "train_split": "train",
@@ -84,23 +102,9 @@ class FewShotLinearProbe(Harness):
         },
     }
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--shots", type=int, nargs="+", help="k values (protocol default: 1 5 10)")
-        parser.add_argument("--seeds", type=int, nargs="+", help="sampling seeds (protocol default: 0 1 2)")
-        parser.add_argument("--train-split", help="split the shots come from (default: train)")
-        parser.add_argument("--val-split", help="split scored (default: val)")
-        parser.add_argument("--precision", choices=PRECISIONS, help="fp32 or autocast (protocol knob)")
-
-    def protocol_overrides(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {
-            "shots": args.shots,
-            "seeds": args.seeds,
-            "train_split": args.train_split,
-            "val_split": args.val_split,
-            "precision": args.precision,
-        }
-
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
+        from benchmarks.features import pin_encoding
+
         if not protocol["shots"] or any(k < 1 for k in protocol["shots"]) or not protocol["seeds"]:
             raise UserError(
                 f"shots/seeds: expected positive shot counts and at least one seed, got "
@@ -116,8 +120,15 @@ class FewShotLinearProbe(Harness):
         }
 
     def evaluate(
-        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        protocol: dict[str, Any],
+        options: FewShotOptions,
+        artefacts: Path,
     ) -> Evaluation:
+        from benchmarks.features import encode_images, settings_from_options
+
         protocol = self.pin_protocol(protocol, encoder, data_root)
         train = read_classification(data_root, protocol["train_split"])
         val = read_classification(data_root, protocol["val_split"])

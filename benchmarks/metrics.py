@@ -8,13 +8,6 @@ from collections.abc import Sequence
 import torch
 
 
-def zero_shot_classifier(text_features: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``[C*T, D]`` normalised template embeddings (class-major) -> ``[D, C]`` renormalised class means."""
-    per_class = text_features.reshape(num_classes, -1, text_features.shape[-1])
-    weights = per_class.mean(dim=1)
-    return (weights / weights.norm(dim=-1, keepdim=True)).t().contiguous()
-
-
 def topk_accuracy(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int]) -> dict[int, float | None]:
     """Fraction of samples whose label is among the ``k`` highest logits (torch.topk order), per ``k``.
 

@@ -86,6 +86,12 @@ def record_path(
     return Path(results_dir) / _safe(model) / fname
 
 
+def artefacts_dir(record_file: str | Path) -> Path:
+    """The folder beside a record for what its harness writes besides the metrics (visualisations, predictions)."""
+    record_file = Path(record_file)
+    return record_file.with_name(record_file.name.removesuffix(".json"))
+
+
 def write_record(results_dir: str | Path, record: ResultRecord) -> Path:
     """Atomically write ``record`` under ``results_dir``; returns its path."""
     path = record_path(results_dir, record.model, record.benchmark, record.protocol_name, record.protocol)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from adapters.encoder import Encoder
+from benchmarks.options import HarnessOptions
 from silc.errors import UserError
+
+if TYPE_CHECKING:
+    from adapters.encoder import Encoder
 
 # Built-in harness modules; each calls ``register(...)`` at import. Third-party harnesses register
 # through the ``silc_bench.harnesses`` entry-point group (value: an importable module).
@@ -41,19 +43,34 @@ class Evaluation:
 
 
 class Harness(ABC):
-    """One benchmark: a dataset reader, named frozen protocols and a metric."""
+    """One benchmark: a dataset reader, named frozen protocols, a metric, and the facts tables need about it.
+
+    Harness modules import only light modules at the top (the heavy ones inside methods), so that listing the
+    harnesses and building their command-line flags stays fast.
+    """
 
     name: str
     description: str
     protocols: dict[str, dict[str, Any]]
     default_protocol: str
+    # Options of ``silc-bench eval <name>`` and of suite entries (protocol knobs are fields marked ``knob``).
+    options_type: ClassVar[type[HarnessOptions]] = HarnessOptions
+    # The headline metrics, in table order (main and ablation layouts); empty: every metric is a headline one.
+    key_metrics: ClassVar[tuple[str, ...]] = ()
+    # Where the benchmark's rows go in tables (lower first; ties by name).
+    table_order: ClassVar[int] = 100
+    # The metrics' scale, which sets the decimals tables print (fraction: 4, percent: 2).
+    metric_scale: ClassVar[Literal["fraction", "percent"]] = "fraction"
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027 (optional hook)
-        """Add harness-specific options to ``silc-bench eval <name>`` (protocol knobs, --visualize, ...)."""
-
-    def protocol_overrides(self, args: argparse.Namespace) -> dict[str, Any]:
-        """Protocol knobs set on the command line (become part of the recorded protocol)."""
-        return {}
+    def parse_options(
+        self, values: HarnessOptions | dict[str, Any] | None, where: str = ""
+    ) -> HarnessOptions:
+        """This harness's typed options from an options object or a mapping (unknown keys fail)."""
+        if isinstance(values, self.options_type):
+            return values
+        if isinstance(values, HarnessOptions):
+            raise UserError(f"{where or self.name}: options of another benchmark ({type(values).__name__})")
+        return self.options_type.from_mapping(dict(values or {}), where or f"benchmark {self.name!r}")
 
     def resolve_protocol(self, name: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The frozen protocol dict for ``name`` with ``overrides`` applied; unknown names/knobs fail."""
@@ -81,9 +98,15 @@ class Harness(ABC):
 
     @abstractmethod
     def evaluate(
-        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        protocol: dict[str, Any],
+        options: HarnessOptions,
+        artefacts: Path,
     ) -> Evaluation:
-        """Run the benchmark on ``encoder`` and return its metrics."""
+        """Run the benchmark on ``encoder`` and return its metrics; files beside the record go in ``artefacts``
+        (the record's own folder, created by the harness when it writes something)."""
 
 
 def register(harness: Harness) -> Harness:

@@ -7,25 +7,39 @@ the k most similar captions. Every caption of every image of the split is used.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from adapters.encoder import Encoder
-from benchmarks.features import PRECISIONS, encode_images, encode_texts, pin_encoding, settings_from_options
-from benchmarks.metrics import retrieval_recall
+from benchmarks.options import HarnessOptions, option
 from benchmarks.readers.karpathy import find_annotation_file, read_karpathy
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
+from silc.kernel.precision import CHOICES as PRECISIONS
+
+if TYPE_CHECKING:
+    from adapters.encoder import Encoder
+
+
+@dataclass
+class RetrievalOptions(HarnessOptions):
+    """Options of ``retrieval``."""
+
+    split: str | None = option(None, "Karpathy split (protocol default: test)", knob=True)
+    recall_k: list[int] | None = option(None, "k values for recall@k", knob=True)
+    precision: str | None = option(None, "fp32 or autocast", knob=True, choices=PRECISIONS)
+    image_dir: str | None = option(None, "folder holding the images (default: found under --data)")
 
 
 class Retrieval(Harness):
     name = "retrieval"
     description = "image-text retrieval: recall@1/5/10 both directions (clip_benchmark hit@k)"
     default_protocol = "karpathy-test"
+    options_type = RetrievalOptions
+    key_metrics = ("image_retrieval_recall@1", "text_retrieval_recall@1")
+    table_order = 20
+    metric_scale = "fraction"
     protocols = {
         "karpathy-test": {
             "split": "test",
@@ -36,16 +50,9 @@ class Retrieval(Harness):
         },
     }
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--split", help="Karpathy split (protocol default: test)")
-        parser.add_argument("--recall-k", type=int, nargs="+", help="k values for recall@k (protocol knob)")
-        parser.add_argument("--precision", choices=PRECISIONS, help="fp32 or autocast (protocol knob)")
-        parser.add_argument("--image-dir", help="folder holding the images (default: found under --data)")
-
-    def protocol_overrides(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {"split": args.split, "recall_k": args.recall_k, "precision": args.precision}
-
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
+        from benchmarks.features import pin_encoding
+
         if any(k < 1 for k in protocol["recall_k"]):
             raise UserError(f"recall_k: expected positive integers, got {protocol['recall_k']}")
         ann = find_annotation_file(data_root)
@@ -53,10 +60,20 @@ class Retrieval(Harness):
         return {**pin_encoding(protocol, encoder), "annotations": ann.name, "annotations_sha256": digest}
 
     def evaluate(
-        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        protocol: dict[str, Any],
+        options: RetrievalOptions,
+        artefacts: Path,
     ) -> Evaluation:
+        import torch
+
+        from benchmarks.features import encode_images, encode_texts, settings_from_options
+        from benchmarks.metrics import retrieval_recall
+
         protocol = self.pin_protocol(protocol, encoder, data_root)
-        data = read_karpathy(data_root, protocol["split"], image_dir=options.get("image_dir"))
+        data = read_karpathy(data_root, protocol["split"], image_dir=options.image_dir)
         texts = [c for caps in data.captions for c in caps]
         if not texts:
             raise UserError(f"{data.annotation_file}: the {data.split!r} images have no captions")

@@ -5,12 +5,22 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adapters.encoder import Encoder
-from benchmarks.records import ResultRecord, read_record, record_path, software_versions, write_record
+from benchmarks.options import HarnessOptions
+from benchmarks.records import (
+    ResultRecord,
+    artefacts_dir,
+    read_record,
+    record_path,
+    software_versions,
+    write_record,
+)
 from benchmarks.registry import Harness
 from silc.errors import UserError
+
+if TYPE_CHECKING:
+    from adapters.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +33,12 @@ def run_harness(
     protocol: dict[str, Any],
     results_dir: str | Path,
     rerun: bool = False,
-    options: dict[str, Any] | None = None,
+    options: HarnessOptions | dict[str, Any] | None = None,
 ) -> tuple[ResultRecord, Path, bool]:
-    """Evaluate and write the record; returns (record, path, computed). An existing record is reused."""
+    """Evaluate and write the record; returns (record, path, computed). An existing record is reused.
+
+    The harness gets its typed options and one artefacts folder next to the record for any other files."""
+    options = harness.parse_options(options)
     protocol = harness.pin_protocol(protocol, encoder, Path(data_root))
     path = record_path(results_dir, encoder.name, harness.name, protocol_name, protocol)
     data_root = Path(data_root)
@@ -35,7 +48,7 @@ def run_harness(
         _check_reusable(record, path, encoder, data_root)
         return record, path, False
     start = time.perf_counter()
-    ev = harness.evaluate(encoder, data_root, protocol, dict(options or {}))
+    ev = harness.evaluate(encoder, data_root, protocol, options, artefacts_dir(path))
     wall = time.perf_counter() - start
     record = ResultRecord(
         model=encoder.name,

@@ -1,27 +1,29 @@
 """Zero-shot semantic segmentation on ADE20K (benchmark ``seg-ade20k``) through mmsegmentation.
 
-Builds a plain mmseg config for the protocol (mmseg's ``ADE20KDataset`` with ``reduce_zero_label``, its test
-pipeline, our registered ``ZeroShotSegmentor``, ``IoUMetric``) and runs ``mmengine.runner.Runner.test()``.
-The same config is what ``benchmarks/configs/mmseg/ade20k_*.py`` ship for running under mmengine directly.
+Loads the protocol's shipped mmseg config (``benchmarks/configs/mmseg/``: mmseg's ``ADE20KDataset`` with
+``reduce_zero_label``, its test pipeline, our registered ``ZeroShotSegmentor``, ``IoUMetric``) with mmengine's
+``Config.fromfile``, sets the protocol's knobs, the model, the data root and the run options on it as overrides
+(``Config.merge_from_dict``), and runs ``mmengine.runner.Runner.test()``. The same files run under mmengine directly.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adapters.encoder import DENSE_MODES, Encoder
-from benchmarks.features import encode_texts, settings_from_options
+from adapters.encoder import DENSE_MODES
 from benchmarks.mm_logs import logs_to_stderr
-from benchmarks.records import protocol_hash
+from benchmarks.options import HarnessOptions, option
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
 
-CUSTOM_IMPORTS = ["adapters.mmseg", "benchmarks.seg_mmseg"]
+if TYPE_CHECKING:
+    from adapters.encoder import Encoder
+
 _ADE = {"dataset": "ADE20KDataset", "split": "validation", "max_long_side": 2048, "names": "dataset",
         "templates": "openai80", "dense_mode": "naive", "logit_scale": 100.0, "bg_threshold": None}  # fmt: skip
 PROTOCOLS: dict[str, dict[str, Any]] = {
@@ -33,6 +35,11 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "synth": {**_ADE, "dataset": "SynthADE20KDataset", "short_side": 64, "crop": 64, "stride": 32},
 }
 LAYOUT = "ADEChallengeData2016/{images,annotations}/<split>/ with <stem>.jpg images and <stem>.png label maps"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "mmseg"
+# The shipped config each protocol is; the harness loads it and applies the protocol to it as overrides.
+CONFIG_FILES = {"ade-448": "ade20k_448.py", "ade-336": "ade20k_336.py", "synth": "synth_ade20k.py"}
+# The parts of a loaded config that the harness runs (and records as ``extra.mmseg_config``).
+RUN_KEYS = ("custom_imports", "default_scope", "model", "test_dataloader", "test_evaluator", "test_cfg")
 
 
 def _require_mm() -> None:
@@ -92,7 +99,17 @@ def class_names_source(protocol: dict[str, Any], root: Path) -> str | dict:
     return {"dataset": protocol["dataset"]}
 
 
-def build_config(
+def config_file(protocol: dict[str, Any]) -> Path:
+    """The shipped config to start from: that of the named protocol (of the same dataset) which ``protocol``
+    agrees with on the most knobs, the first on a tie. Every knob is set as an override, so the choice changes
+    only how much is overridden, never the resulting config."""
+    names = [n for n in CONFIG_FILES if PROTOCOLS[n]["dataset"] == protocol["dataset"]] or list(CONFIG_FILES)
+    best = max(names, key=lambda n: sum(protocol.get(k) == v for k, v in PROTOCOLS[n].items()))
+    return CONFIG_DIR / CONFIG_FILES[best]
+
+
+def config_overrides(
+    cfg,
     protocol: dict[str, Any],
     encoder: str,
     root: str | Path,
@@ -101,54 +118,47 @@ def build_config(
     max_windows_per_forward: int | None = None,
     images_per_batch: int = 1,
     output_dir: str | None = None,
-    metric: str = "PerClassIoUMetric",
 ) -> dict[str, Any]:
-    """The plain mmseg config (model, test pipeline, dataloader, evaluator) for ``protocol`` on ``root``."""
+    """What the harness sets on ``cfg`` (the ``mmengine.config.Config`` loaded from ``config_file``), as
+    ``Config.merge_from_dict`` keys: every protocol knob, the model spec, the data root and the run options
+    (workers, images per batch, windows per forward, where predictions go) and the per-class metric."""
     split = protocol["split"]
-    pipeline = [
-        {"type": "LoadImageFromFile"},
-        {"type": "Resize", "scale": (protocol["max_long_side"], protocol["short_side"]), "keep_ratio": True},
-        {"type": "LoadAnnotations"},
-        {"type": "PackSegInputs"},
-    ]
-    model = {
-        "type": "ZeroShotSegmentor",
-        "encoder": encoder,
-        "class_names": class_names_source(protocol, Path(root)),
-        "templates": protocol["templates"],
-        "dense_mode": protocol["dense_mode"],
-        "crop_size": protocol["crop"],
-        "stride": protocol["stride"],
-        "logit_scale": protocol["logit_scale"],
-        "bg_threshold": protocol["bg_threshold"],
-        "max_windows_per_forward": max_windows_per_forward,
-        # Pads a batch of differently sized images to the largest; the segmentor crops each image back to its
-        # own size before windowing, so batching never changes a prediction.
-        "data_preprocessor": {"type": "PaddedSegDataPreProcessor", "bgr_to_rgb": True},
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    (resize,) = (i for i, step in enumerate(pipeline) if step["type"] == "Resize")
+    scale = (protocol["max_long_side"], protocol["short_side"])
+    overrides: dict[str, Any] = {
+        "model.encoder": encoder,
+        "model.class_names": class_names_source(protocol, Path(root)),
+        "model.templates": protocol["templates"],
+        "model.dense_mode": protocol["dense_mode"],
+        "model.crop_size": protocol["crop"],
+        "model.stride": protocol["stride"],
+        "model.logit_scale": protocol["logit_scale"],
+        "model.bg_threshold": protocol["bg_threshold"],
+        "model.max_windows_per_forward": max_windows_per_forward,
+        "test_dataloader.batch_size": images_per_batch,
+        "test_dataloader.num_workers": workers,
+        "test_dataloader.dataset.type": protocol["dataset"],
+        "test_dataloader.dataset.data_root": str(root),
+        "test_dataloader.dataset.data_prefix.img_path": f"images/{split}",
+        "test_dataloader.dataset.data_prefix.seg_map_path": f"annotations/{split}",
+        f"test_dataloader.dataset.pipeline.{resize}.scale": scale,
+        "test_evaluator.type": "PerClassIoUMetric",
     }
-    dataset = {
-        "type": protocol["dataset"],
-        "data_root": str(root),
-        "data_prefix": {"img_path": f"images/{split}", "seg_map_path": f"annotations/{split}"},
-        "pipeline": pipeline,
-    }
-    evaluator = {"type": metric, "iou_metrics": ["mIoU"]}
     if output_dir:
-        evaluator["output_dir"] = output_dir
-    return {
-        "custom_imports": {"imports": CUSTOM_IMPORTS, "allow_failed_imports": False},
-        "default_scope": "mmseg",
-        "model": model,
-        "test_dataloader": {
-            "batch_size": images_per_batch,
-            "num_workers": workers,
-            "persistent_workers": False,
-            "sampler": {"type": "DefaultSampler", "shuffle": False},
-            "dataset": dataset,
-        },
-        "test_evaluator": evaluator,
-        "test_cfg": {"type": "TestLoop"},
-    }
+        overrides["test_evaluator.output_dir"] = output_dir
+    return overrides
+
+
+def load_config(protocol: dict[str, Any], encoder: str, root: str | Path, **run: Any) -> dict[str, Any]:
+    """The protocol's shipped config with ``config_overrides`` applied: its runnable parts (``RUN_KEYS``) as a
+    plain dict. ``run``: the keyword options of ``config_overrides``."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(config_file(protocol))
+    cfg.merge_from_dict(config_overrides(cfg, protocol, encoder, root, **run))
+    cfg = cfg.to_dict()
+    return {key: cfg[key] for key in RUN_KEYS}
 
 
 def images_per_batch(protocol: dict[str, Any], windows: int, most: int = 16) -> int:
@@ -183,56 +193,39 @@ def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | N
     return metrics, runner
 
 
+@dataclass
+class SegOptions(HarnessOptions):
+    """Options of ``seg-ade20k`` (``batch_size``: slide windows per encoder forward, default 64)."""
+
+    dense_mode: str | None = option(None, "dense feature mode", knob=True, choices=DENSE_MODES)
+    names: str | None = option(
+        None, "class names file, one class per line, synonyms comma-separated", knob=True, metavar="FILE"
+    )
+    templates: str | None = option(None, "openai80, simple7, identity or a templates file", knob=True)
+    short_side: int | None = option(None, "resize the short side to this", knob=True)
+    crop: int | None = option(None, "slide window size in pixels", knob=True)
+    stride: int | None = option(None, "slide window step in pixels", knob=True)
+    logit_scale: float | None = option(None, "cosine logit multiplier", knob=True)
+    bg_threshold: float | None = option(
+        None, "top-class probability below which a pixel is class 0", knob=True
+    )
+    visualize: int = option(
+        0, "write N image | ground truth | prediction PNGs into the record's folder", metavar="N"
+    )
+    save_predictions: bool = option(
+        False, "write every prediction as a label PNG (dataset label values) into the record's folder"
+    )
+
+
 class SegADE20K(Harness):
     name = "seg-ade20k"
     description = "zero-shot semantic segmentation: mIoU, aAcc, mAcc (mmseg ADE20KDataset + IoUMetric)"
     protocols = PROTOCOLS
     default_protocol = "ade-448"
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--dense-mode", metavar="MODE", help=f"one of {', '.join(DENSE_MODES)} (protocol knob)"
-        )
-        parser.add_argument(
-            "--names",
-            metavar="FILE",
-            help="class names file, one class per line, synonyms comma-separated (protocol knob)",
-        )
-        parser.add_argument(
-            "--templates", help="openai80, simple7, identity or a templates file (protocol knob)"
-        )
-        parser.add_argument("--short-side", type=int, help="resize the short side to this (protocol knob)")
-        parser.add_argument("--crop", type=int, help="slide window size in pixels (protocol knob)")
-        parser.add_argument("--stride", type=int, help="slide window step in pixels (protocol knob)")
-        parser.add_argument("--logit-scale", type=float, help="cosine logit multiplier (protocol knob)")
-        parser.add_argument(
-            "--bg-threshold",
-            type=float,
-            help="top-class probability below which a pixel is class 0 (protocol knob)",
-        )
-        parser.add_argument(
-            "--visualize",
-            type=int,
-            default=0,
-            metavar="N",
-            help="write N image | ground truth | prediction PNGs next to the record",
-        )
-        parser.add_argument("--save-predictions", action="store_true",
-                            help="write every prediction as a label PNG (dataset label values) next to the record")  # fmt: skip
-
-    def protocol_overrides(self, args: argparse.Namespace) -> dict[str, Any]:
-        if args.dense_mode is not None and args.dense_mode not in DENSE_MODES:
-            raise UserError(f"--dense-mode {args.dense_mode!r}: expected one of {', '.join(DENSE_MODES)}")
-        return {
-            "dense_mode": args.dense_mode,
-            "names": args.names,
-            "templates": args.templates,
-            "short_side": args.short_side,
-            "crop": args.crop,
-            "stride": args.stride,
-            "logit_scale": args.logit_scale,
-            "bg_threshold": args.bg_threshold,
-        }
+    options_type = SegOptions
+    key_metrics = ("mIoU", "aAcc", "mAcc")
+    table_order = 40
+    metric_scale = "percent"
 
     def preflight(self, data_root: Path) -> list[str]:
         try:
@@ -244,8 +237,9 @@ class SegADE20K(Harness):
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
         """Add the template and class-name hashes (what the prompts were) to the protocol."""
         _require_mm()
-        from adapters.class_queries import names_sha256, resolve_templates
+        from adapters.class_queries import names_sha256
         from adapters.mmseg import class_names_from
+        from silc.kernel import resolve_templates
 
         check_knobs(protocol)
         classes = class_names_from(class_names_source(protocol, ade_root(data_root)))
@@ -259,34 +253,37 @@ class SegADE20K(Harness):
         }
 
     def evaluate(
-        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        protocol: dict[str, Any],
+        options: SegOptions,
+        artefacts: Path,
     ) -> Evaluation:
         _require_mm()
         import adapters.mmseg  # noqa: F401  (registers ZeroShotSegmentor)
         import benchmarks.seg_mmseg  # noqa: F401  (registers datasets, metric, hook)
         from adapters.mmseg import ZeroShotSegmentor, class_names_from
+        from benchmarks.features import encode_texts, settings_from_options
         from benchmarks.seg_mmseg import SegPanelHook
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         root = ade_root(data_root)
         count = check_pairs(root, protocol["split"])
-        supported = getattr(encoder, "dense_modes", DENSE_MODES)
-        if protocol["dense_mode"] not in supported:
+        if protocol["dense_mode"] not in encoder.dense_modes:
             raise UserError(
                 f"encoder {encoder.name!r} does not support dense mode {protocol['dense_mode']!r}"
             )
-        out_dir = Path(options.get("results_dir") or "results") / encoder.name
-        out_dir = out_dir / f"{self.name}.{protocol_hash(protocol)}"
-        workers = options.get("workers")
-        windows = int(options.get("batch_size") or 64)
-        cfg = build_config(
+        workers = options.workers
+        windows = options.batch_size or 64
+        cfg = load_config(
             protocol,
             encoder.spec,
             root,
             workers=int(workers) if workers is not None else min(4, os.cpu_count() or 1),
             max_windows_per_forward=windows,
             images_per_batch=images_per_batch(protocol, windows),
-            output_dir=str(out_dir / "predictions") if options.get("save_predictions") else None,
+            output_dir=str(artefacts / "predictions") if options.save_predictions else None,
         )
         dataset_classes = class_names_from(class_names_source({**protocol, "names": "dataset"}, root))
         settings = settings_from_options(options, "fp32")  # prompt embeddings come from the shared cache
@@ -301,11 +298,7 @@ class SegADE20K(Harness):
             raise UserError(
                 f"{protocol['names']}: {len(model.classes)} classes, but the dataset has {len(dataset_classes)}"
             )
-        hooks = (
-            [SegPanelHook(str(out_dir / "visualize"), int(options["visualize"]))]
-            if options.get("visualize")
-            else []
-        )
+        hooks = [SegPanelHook(str(artefacts / "visualize"), options.visualize)] if options.visualize else []
         with tempfile.TemporaryDirectory(prefix="silc-seg-") as work_dir:
             start = time.perf_counter()
             metrics, runner = run_config(cfg, model, work_dir, hooks)
@@ -331,8 +324,8 @@ class SegADE20K(Harness):
         }
         if hooks:
             extra["visualizations"] = [str(p) for p in hooks[0].written]
-        if options.get("save_predictions"):
-            extra["predictions_dir"] = str(out_dir / "predictions")
+        if options.save_predictions:
+            extra["predictions_dir"] = str(artefacts / "predictions")
         return Evaluation(
             metrics={key: float(metrics[key]) for key in ("mIoU", "aAcc", "mAcc")},
             split=protocol["split"],

@@ -65,6 +65,7 @@ class Suite:
             name = e.protocol or harness.default_protocol
             try:
                 protocol = harness.resolve_protocol(name, e.overrides)
+                harness.parse_options(e.options, "options")
             except UserError as err:
                 raise UserError(f"{self.path}: benchmarks[{i}]: {err}") from err
             resolved.append(ResolvedEntry(e, name, protocol))

@@ -16,28 +16,11 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.records import ResultRecord, protocol_hash, read_record
+from benchmarks.registry import Harness
 from silc.errors import UserError
 
 LAYOUTS = ("main", "ablation", "full")
 FORMATS = ("md", "latex", "csv")
-# Canonical row order; benchmarks not listed follow in alphabetical order.
-BENCHMARK_ORDER = ("zeroshot-cls", "retrieval", "fewshot", "seg-ade20k", "det-ovcoco")
-# The headline metrics of each benchmark (main and ablation layouts); unlisted benchmarks show every metric.
-KEY_METRICS: dict[str, tuple[str, ...]] = {
-    "zeroshot-cls": ("acc1", "acc5", "mean_per_class_recall"),
-    "retrieval": ("image_retrieval_recall@1", "text_retrieval_recall@1"),
-    "fewshot": ("acc1_1shot_mean", "acc1_5shot_mean", "acc1_10shot_mean"),
-    "seg-ade20k": ("mIoU", "aAcc", "mAcc"),
-    "det-ovcoco": (
-        "dense_top1_novel",
-        "dense_top1_base",
-        "crop_top1_novel",
-        "crop_top1_base",
-        "AP50_novel",
-        "AP50_base",
-        "AP50_all",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -145,13 +128,25 @@ def _dataset_labels(records: list[ResultRecord]) -> dict[tuple[str, str], str]:
     return labels
 
 
+def _harness(benchmark: str) -> Harness | None:
+    """The registered harness of a record's benchmark (None for one no longer installed)."""
+    from benchmarks.registry import harnesses
+
+    return harnesses().get(benchmark)
+
+
+def _key_metrics(benchmark: str) -> tuple[str, ...]:
+    harness = _harness(benchmark)
+    return harness.key_metrics if harness else ()
+
+
 def _bench_rank(benchmark: str) -> tuple[int, str]:
-    order = BENCHMARK_ORDER.index(benchmark) if benchmark in BENCHMARK_ORDER else len(BENCHMARK_ORDER)
-    return order, benchmark
+    harness = _harness(benchmark)
+    return (harness.table_order if harness else Harness.table_order), benchmark
 
 
 def _metric_rank(benchmark: str, metric: str) -> tuple[int, str]:
-    keys = KEY_METRICS.get(benchmark, ())
+    keys = _key_metrics(benchmark)
     return (keys.index(metric) if metric in keys else len(keys)), metric
 
 
@@ -168,7 +163,7 @@ def _collect(
     for r in records:
         h = protocol_hash(r.protocol)
         metrics = scalar_metrics(r.metrics)
-        keys = KEY_METRICS.get(r.benchmark)
+        keys = _key_metrics(r.benchmark)
         if key_only and keys and any(k in metrics for k in keys):
             metrics = {k: v for k, v in metrics.items() if k in keys}
         for metric, value in metrics.items():
@@ -290,8 +285,12 @@ def _numeric_columns(df: pd.DataFrame) -> list[str]:
     ]
 
 
-def _decimals(values: list[Any]) -> int:
-    """Two decimals for percent-scale numbers, four when every value lies in [-1, 1] (fractions)."""
+def _decimals(values: list[Any], benchmark: str | None = None) -> int:
+    """Four decimals for fractions, two for percentages: the harness's ``metric_scale``; for a benchmark no
+    harness declares, guessed (four when every value lies in [-1, 1])."""
+    harness = _harness(benchmark) if benchmark else None
+    if harness is not None:
+        return 4 if harness.metric_scale == "fraction" else 2
     nums = [abs(v) for v in values if not _is_missing(v)]
     return 4 if nums and max(nums) <= 1.0 else 2
 
@@ -306,7 +305,8 @@ def format_numbers(df: pd.DataFrame, layout: str) -> pd.DataFrame:
     else:
         groups = df.groupby("benchmark", sort=False).groups
         by_group = {
-            g: _decimals(df.loc[rows, cols].to_numpy().ravel().tolist()) for g, rows in groups.items()
+            g: _decimals(df.loc[rows, cols].to_numpy().ravel().tolist(), str(g).split(" (")[0])
+            for g, rows in groups.items()
         }
         decimals = {(i, c): by_group[df.at[i, "benchmark"]] for i in df.index for c in cols}
     out = df.astype(object).copy()

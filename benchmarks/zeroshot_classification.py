@@ -6,25 +6,38 @@ by the class name), renormalised; logits = 100 * normalised image features @ cla
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from adapters.encoder import Encoder
-from benchmarks.features import PRECISIONS, encode_images, encode_texts, pin_encoding, settings_from_options
-from benchmarks.metrics import mean_per_class_recall, per_class_recall, topk_accuracy, zero_shot_classifier
+from benchmarks.options import HarnessOptions, option
 from benchmarks.readers.classification import TEMPLATE_CHOICES, read_class_meta, read_classification
 from benchmarks.registry import Evaluation, Harness, register
+from silc.kernel.precision import CHOICES as PRECISIONS
+
+if TYPE_CHECKING:
+    from adapters.encoder import Encoder
 
 LOGIT_SCALE = 100.0  # clip_benchmark's fixed scale (does not change any metric, kept for identical logits)
+
+
+@dataclass
+class ZeroShotOptions(HarnessOptions):
+    """Options of ``zeroshot-cls``."""
+
+    split: str | None = option(None, "dataset split folder (protocol default: val)", knob=True)
+    templates: str | None = option(None, "prompt source", knob=True, choices=TEMPLATE_CHOICES)
+    precision: str | None = option(None, "fp32 or autocast", knob=True, choices=PRECISIONS)
 
 
 class ZeroShotClassification(Harness):
     name = "zeroshot-cls"
     description = "zero-shot classification: acc1, acc5, mean per-class recall (clip_benchmark definitions)"
     default_protocol = "default"
+    options_type = ZeroShotOptions
+    key_metrics = ("acc1", "acc5", "mean_per_class_recall")
+    table_order = 10
+    metric_scale = "fraction"
     protocols = {
         "default": {
             "split": "val",
@@ -32,7 +45,7 @@ class ZeroShotClassification(Harness):
             "classifier": "mean-normalised-template-embeddings",
             "top_k": [1, 5],
             "transform": "model-eval",
-            "precision": "auto",  # fp32 on CPU, amp-fp16 on CUDA
+            "precision": "auto",  # fp32 on CPU, fp16 autocast on CUDA
         },
         "openai-templates": {
             "split": "val",
@@ -44,15 +57,9 @@ class ZeroShotClassification(Harness):
         },
     }
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--split", help="dataset split folder (protocol default: val)")
-        parser.add_argument("--templates", choices=TEMPLATE_CHOICES, help="prompt source (protocol knob)")
-        parser.add_argument("--precision", choices=PRECISIONS, help="fp32 or autocast (protocol knob)")
-
-    def protocol_overrides(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {"split": args.split, "templates": args.templates, "precision": args.precision}
-
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
+        from benchmarks.features import pin_encoding
+
         meta = read_class_meta(data_root, protocol["split"], protocol["templates"])
         return {**pin_encoding(protocol, encoder), **meta.pinned()}
 
@@ -62,15 +69,28 @@ class ZeroShotClassification(Harness):
         return []
 
     def evaluate(
-        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        protocol: dict[str, Any],
+        options: ZeroShotOptions,
+        artefacts: Path,
     ) -> Evaluation:
+        import torch
+
+        from benchmarks.features import encode_images, encode_texts, settings_from_options
+        from benchmarks.metrics import mean_per_class_recall, per_class_recall, topk_accuracy
+        from silc.kernel.classifier import class_prompts, pool_class_embeddings
+
         protocol = self.pin_protocol(protocol, encoder, data_root)
         data = read_classification(data_root, protocol["split"], protocol["templates"])
         settings = settings_from_options(options, protocol["precision"])
-        classnames, templates = data.meta.classnames, data.meta.templates
-        prompts = [t.format(c=name) for name in classnames for t in templates]
+        classnames = data.meta.classnames
+        prompts = class_prompts(classnames, data.meta.template_set())
         text = encode_texts(encoder, prompts, settings, desc="prompts")
-        classifier = zero_shot_classifier(text.tensor, len(classnames))
+        # [D, C]: the encoded prompts are normalised already (encode_texts), so they are pooled as they are
+        classifier = pool_class_embeddings(text.tensor, len(classnames), normalize_texts=False)
+        classifier = classifier.t().contiguous()
         images = encode_images(encoder, data.refs, data_root, settings, desc=f"{self.name} {data.meta.split}")
         logits = LOGIT_SCALE * images.tensor @ classifier
         target = torch.tensor(data.labels)

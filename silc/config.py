@@ -16,6 +16,7 @@ from silc.data.pairs import DataConfig
 from silc.errors import UserError
 from silc.heads import HeadConfig
 from silc.io import atomic_write_text
+from silc.kernel.configs import deep_merge
 from silc.model import ModelConfig
 from silc.optim import OptimConfig
 from silc.views import ViewsConfig
@@ -219,19 +220,45 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_config_file(path: str | Path, _chain: tuple[tuple[Path, Path], ...] = ()) -> dict:
+    """The YAML mapping of a config file with its ``base:`` chain merged in (base first, the file's keys over it).
+
+    ``base:`` names another config file, relative to the file that names it; bases may have bases of their own.
+    """
+    path = Path(path)
+    here = path.resolve()
+    seen = [resolved for resolved, _ in _chain]
+    if here in seen:
+        names = [str(shown) for _, shown in _chain[seen.index(here) :]]
+        raise UserError(f"config base cycle: {' -> '.join([*names, str(path)])}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise UserError(f"{path}: base: expected a path to a config file, got {base!r}")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise UserError(f"{path}: base {base!r} not found ({base_path})")
+    return deep_merge(read_config_file(base_path, (*_chain, (here, path))), data)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Read YAML (or start from defaults), apply ``--set`` overrides, validate into a typed ``Config``."""
+    """Read YAML (or start from defaults), merge its ``base:`` chain, apply ``--set`` overrides, validate.
+
+    Precedence: base < the file's own keys < ``--set``. The result is the merged, typed ``Config``.
+    """
     data: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"--config {path}: file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping at the top level")
+        data = read_config_file(path)
     data = apply_overrides(data, overrides or [])
     cfg = _build(Config, data)
     validate(cfg)

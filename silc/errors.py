@@ -3,3 +3,9 @@
 
 class UserError(Exception):
     """Bad input from the user (file, key, value); the message names what and what was expected."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message, with its type (CLI errors are one line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -24,7 +24,7 @@ class OptimConfig:
     grad_clip: float | None = 1.0
     freeze_last_layer_steps: int = 0
     # One fused AdamW kernel over all parameters (on CPU the per-tensor loop took ~15 % of a tiny-ViT CLIP step,
-    # the fused kernel ~2 %; benchmarks/perf/train_step.py). Rounding differs from the loop, so runs trained
+    # the fused kernel ~2 %; silc_bench/perf/train_step.py). Rounding differs from the loop, so runs trained
     # with ``fused: false`` (the bundled synth references) are reproduced bit-exactly only with it off.
     fused: bool = True
 

@@ -26,8 +26,10 @@ from silc.config import Config, dump_config, to_dict
 from silc.data.pairs import build_loader
 from silc.errors import UserError
 from silc.io import atomic_write_json
+from silc.kernel import autocast, make_tokenizer
+from silc.kernel import resolve_precision as resolve_precision_name
 from silc.losses import ContrastiveLoss, DINOLoss
-from silc.model import SiLCModel, Teacher, build_student, make_tokenizer, resolve_model_config
+from silc.model import SiLCModel, Teacher, build_student, resolve_model_config
 from silc.optim import build_optimizer
 from silc.schedules import lr_at, momentum_at, teacher_temp_at
 from silc.views import MultiCropViews
@@ -40,12 +42,11 @@ LOGIT_SCALE_MAX = math.log(100.0)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 on CUDA, fp32 on CPU; reduced precision on CPU is refused."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision != "fp32" and device.type != "cuda":
+    """The kernel's precision names; ``auto`` → bf16 on CUDA, fp32 on CPU; reduced precision on CPU is refused."""
+    resolved = resolve_precision_name(precision, device, cuda_default="bf16")
+    if resolved != "fp32" and device.type != "cuda":
         raise UserError(f"train.precision: {precision} needs a CUDA device; use fp32 on CPU")
-    return precision
+    return resolved
 
 
 def open_clip_config_json(model_cfg: dict) -> dict:
@@ -127,7 +128,7 @@ class Trainer:
 
         pre = open_clip_config_json(self.model_cfg)["preprocess_cfg"]
         self.views = MultiCropViews(cfg.views, pre["mean"], pre["std"])
-        self.tokenizer = make_tokenizer(self.model_cfg)
+        self.tokenizer = make_tokenizer(self.model_cfg, None, "model")  # as adapters.load_encoder on the run
         self.loader = build_loader(
             cfg.data,
             self.views,
@@ -209,10 +210,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ step
     def autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast(self.precision, self.device)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimiser step on ``batch``; returns the loss terms (this rank's values)."""

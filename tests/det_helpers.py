@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from adapters.encoder import Encoder
+from adapters.encoder import DENSE_MODES, Encoder
 
 # Non-contiguous ids, as COCO's, listed out of id order with base and novel interleaved by id; "foxtrot" is in
 # neither split list (only in the "all" vocabulary).
@@ -84,6 +84,8 @@ def write_coco(root: Path, images: dict | None = None) -> Path:
 
 class OracleEncoder(Encoder):
     """Reads the category from the pixel colours: dense features and image embeddings are (pooled) one-hots."""
+
+    dense_modes = DENSE_MODES
 
     def __init__(self, permute_text: bool = False) -> None:
         self.name = self.spec = "oracle"

@@ -130,6 +130,8 @@ class PrototypeEncoder(Encoder):
     """Image features = softly assigned class prototypes from the image's mean colour, plus a per-image term;
     text features = the prototype of the class named in the text plus a small per-template term."""
 
+    dense_modes = ()  # no patch tokens
+
     def __init__(
         self, classnames: Sequence[str], dim: int = 16, seed: int = 0, spec: str = "proto=test-double"
     ):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from benchmarks.options import HarnessOptions
 from benchmarks.registry import _REGISTRY, Evaluation, Harness, register
 
 CALLS_ENV = "PRODUCT_HARNESS_CALLS"  # a file that gets one JSON line per evaluation (for counting)
@@ -33,7 +34,7 @@ class EmbedHarness(Harness):
         return [] if any(data_root.glob("*.png")) else [f"{data_root}: no *.png images"]
 
     def evaluate(
-        self, encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+        self, encoder, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, artefacts: Path
     ) -> Evaluation:
         calls = Path(os.environ[CALLS_ENV]) if os.environ.get(CALLS_ENV) else None
         done = len(calls.read_text().splitlines()) if calls and calls.exists() else 0

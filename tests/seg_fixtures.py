@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from adapters.encoder import Encoder
+from adapters.encoder import DENSE_MODES, Encoder
 
 # 27 colours at least 128 apart per channel step: robust to JPEG and to bilinear blending inside a region.
 COLOURS = np.array(list(itertools.product((0, 128, 255), repeat=3)), dtype=np.uint8)
@@ -97,6 +97,8 @@ class ColourOracle(Encoder):
 
     ``class_colours[c]`` is the colour index of dataset class c (0-based, i.e. after ``reduce_zero_label``).
     """
+
+    dense_modes = DENSE_MODES
 
     def __init__(
         self,

@@ -81,9 +81,11 @@ def test_region_embeddings_pool_the_box_area() -> None:
 def test_visualize_writes_pngs(world: Path, tmp_path: Path) -> None:
     harness = DetOVCocoHarness()
     protocol = harness.resolve_protocol("boxcls", {"input_size": 64, "templates": "photo"})
-    vis = tmp_path / "vis"
-    options = {"visualize": 2, "visualize_dir": str(vis)}
-    run_harness(harness, OracleEncoder(), world, "boxcls", protocol, tmp_path / "res", options=options)
+    options = {"visualize": 2}
+    _, path, _ = run_harness(
+        harness, OracleEncoder(), world, "boxcls", protocol, tmp_path / "res", options=options
+    )
+    vis = path.with_name(path.name.removesuffix(".json")) / "visualize"  # the record's artefacts folder
     pngs = sorted(vis.glob("*.png"))
     assert [p.name for p in pngs] == ["000000000021.png", "000000000024.png"]
     from PIL import Image
@@ -106,7 +108,7 @@ TINY = Path(__file__).resolve().parents[1] / "silc" / "model_configs" / "silc-ti
 
 
 def test_eval_cli_runs_boxcls_with_a_real_encoder(world: Path, tmp_path: Path, capsys) -> None:
-    from silc.cli import main
+    from silc_bench.cli import main
 
     argv = ["eval", "det-ovcoco", "--model", f"tiny=openclip:{TINY}", "--data", str(world), "--protocol", "boxcls",
             "--input-size", "64", "--templates", "photo", "--device", "cpu", "--results", str(tmp_path)]  # fmt: skip
@@ -120,7 +122,7 @@ def test_eval_cli_runs_boxcls_with_a_real_encoder(world: Path, tmp_path: Path, c
 
 
 def test_eval_cli_split_naming_an_unknown_category(world: Path, tmp_path: Path, capsys) -> None:
-    from silc.cli import main
+    from silc_bench.cli import main
 
     split = tmp_path / "split.json"
     split.write_text('{"base": ["alpha"], "novel": ["zulu"]}')

@@ -16,7 +16,7 @@ from pycocotools.cocoeval import COCOeval
 from benchmarks.detection.cocoeval import evaluate_boxes
 from benchmarks.ov_coco import VAL_FILE, load_split, write_ov_coco
 from benchmarks.records import read_record
-from silc.cli import main
+from silc_bench.cli import main
 from tests.det_helpers import OracleEncoder, random_images, write_coco
 
 pytestmark = pytest.mark.mm
@@ -30,7 +30,7 @@ def trained(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     argv = ["eval", "det-ovcoco", "--protocol", "fvlm", "--model", f"tiny=openclip:{TINY}",
             "--data", str(synth_root / "coco"), "--max-iters", "20", "--templates", "photo", "--device", "cpu",
             "--results", str(tmp / "results"), "--work-dir", str(tmp / "work"),
-            "--visualize", "2", "--visualize-dir", str(tmp / "vis")]  # fmt: skip
+            "--visualize", "2"]  # fmt: skip
     torch.manual_seed(0)
     assert main(argv) == 0
     (path,) = (tmp / "results" / "tiny").glob("det-ovcoco.fvlm.*.json")
@@ -50,7 +50,8 @@ def test_training_runs_and_the_loss_falls(trained: dict) -> None:
     assert record.extra["seconds_per_iter"] > 0 and record.protocol["split_hash"]
     for key in ("AP", "AP50", "AP_base", "AP50_base", "AP_novel", "AP50_novel"):
         assert key in record.metrics
-    assert len(list((trained["tmp"] / "vis").glob("*.png"))) == 2
+    (artefacts,) = [p for p in (trained["tmp"] / "results" / "tiny").glob("det-ovcoco.fvlm.*") if p.is_dir()]
+    assert len(list((artefacts / "visualize").glob("*.png"))) == 2
 
 
 @pytest.mark.slow
@@ -273,3 +274,36 @@ def test_coco_gpu_config_builds_the_65_category_detector(tmp_path: Path) -> None
         and int(model.novel.sum()) == 17
     )
     assert model.rpn_head.prior_generator.strides == [(2.0, 2.0), (4.0, 4.0), (8.0, 8.0), (16.0, 16.0)]
+
+
+def test_config_hash_is_that_of_the_built_config_base_file_included(tmp_path: Path) -> None:
+    """The recorded ``config_sha256`` changes with ``_fvlm_base.py`` (where the shared blocks live), not with
+    a comment."""
+    from benchmarks.detection.harness import config_sha256
+
+    for name in ("_fvlm_base.py", "fvlm_synth_cpu.py"):
+        (tmp_path / name).write_text((CONFIGS / name).read_text())
+    config = tmp_path / "fvlm_synth_cpu.py"
+    before = config_sha256(config)
+    assert before == config_sha256(CONFIGS / "fvlm_synth_cpu.py")
+    config.write_text("# another header line\n" + config.read_text())
+    assert config_sha256(config) == before
+    base = tmp_path / "_fvlm_base.py"
+    base.write_text(base.read_text().replace("min_size=32", "min_size=16"))
+    assert config_sha256(config) == before  # the synth config sets its own min_size
+    base.write_text(base.read_text().replace("drop_last=False", "drop_last=True"))
+    assert config_sha256(config) != before
+
+
+def test_fvlm_does_not_import_the_harness() -> None:
+    """No cycle: the harness imports fvlm (lazily), fvlm imports nothing of the harness."""
+    import ast
+
+    source = Path(__file__).resolve().parents[1] / "benchmarks" / "detection" / "fvlm.py"
+    imported = {
+        f"{node.module}.{alias.name}" if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not any(name.startswith("benchmarks.detection.harness") for name in imported), imported

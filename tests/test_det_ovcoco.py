@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.ov_coco import PUBLIC_SPLIT_FILE, load_split
-from silc.cli import main
+from silc_bench.cli import main
 from tests.det_helpers import write_coco
 
 

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from adapters import load_encoder, weights_fingerprint
-from silc.cli import main
+from silc_bench.cli import main
 
 TINY_MODEL_CONFIG = Path(__file__).resolve().parents[1] / "silc" / "model_configs" / "silc-tiny-vit.json"
 MODEL_CFG = json.loads(TINY_MODEL_CONFIG.read_text())

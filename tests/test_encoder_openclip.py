@@ -12,8 +12,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from adapters import Encoder, load_encoder, parse_spec, weights_fingerprint
-from silc.cli import main
 from silc.errors import UserError
+from silc_bench.cli import main
 
 TINY_MODEL_CONFIG = Path(__file__).resolve().parents[1] / "silc" / "model_configs" / "silc-tiny-vit.json"
 

@@ -16,7 +16,8 @@ NAMES = ["apple", "boat", "cat", "drum", "eagle", "fern"]
 
 def _run(benchmark, enc, root, cache, **overrides):
     h = get_harness(benchmark)
-    return h.evaluate(enc, root, h.resolve_protocol(None, overrides), {"cache_dir": cache, "workers": 0})
+    options = h.parse_options({"cache_dir": cache, "workers": 0})
+    return h.evaluate(enc, root, h.resolve_protocol(None, overrides), options, root / "artefacts")
 
 
 @pytest.fixture
@@ -82,7 +83,7 @@ def test_key_separates_transform_precision_and_data(data, tmp_path):
     _run("zeroshot-cls", enc, data, cache)
     assert enc.image_calls > 0 and enc.text_calls == 0  # new transform: images again, prompts cached
     enc = PrototypeEncoder(NAMES)
-    _run("zeroshot-cls", enc, data, cache, precision="amp-bf16")
+    _run("zeroshot-cls", enc, data, cache, precision="bf16")
     assert enc.image_calls > 0 and enc.text_calls > 0
     Image.new("RGB", (30, 30), "white").save(
         data / "val" / "class000" / "img_000.png"

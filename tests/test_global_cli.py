@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import silc.cli
+import silc_bench.cli
 from adapters import load_encoder
 from benchmarks.records import read_record
 from tests.conftest import TINY_MODEL_CONFIG
@@ -38,10 +38,9 @@ def _random_weights(path: Path, seed: int) -> Path:
 
 @pytest.fixture
 def cli(monkeypatch, tmp_path):
-    """``silc-bench`` with only this area's commands (other commands may be mid-edit), cache in tmp."""
-    monkeypatch.setattr(silc.cli, "COMMAND_MODULES", ["silc.cli.eval", "silc.cli.clip_benchmark"])
+    """``silc-bench`` with the feature cache in tmp."""
     monkeypatch.setenv("SILC_BENCH_CACHE", str(tmp_path / "cache"))
-    return lambda *args: silc.cli.main([str(a) for a in args])
+    return lambda *args: silc_bench.cli.main([str(a) for a in args])
 
 
 def _spec(weights: Path, alias: str = "tiny") -> str:

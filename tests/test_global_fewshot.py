@@ -26,9 +26,8 @@ def test_linear_probe_on_prototype_features(tmp_path):
     root = write_imagefolder(tmp_path / "ds", NAMES, {"train": 6, "val": 5})
     harness = get_harness("fewshot")
     protocol = harness.resolve_protocol(None, {"shots": [1, 4], "seeds": [0, 1, 2]})
-    ev = harness.evaluate(
-        PrototypeEncoder(NAMES), root, protocol, {"cache_dir": tmp_path / "c", "workers": 0}
-    )
+    options = harness.parse_options({"cache_dir": tmp_path / "c", "workers": 0})
+    ev = harness.evaluate(PrototypeEncoder(NAMES), root, protocol, options, tmp_path / "artefacts")
     runs = ev.extra["runs"]
     assert len(runs) == 6 and ev.num_samples == 30 and ev.extra["num_train_images_encoded"] <= 6 * 4 * 1 * 3
     for k in (1, 4):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def _cache(tmp_path, monkeypatch):
 def _ours(benchmark: str, encoder, root: Path, **overrides):
     harness = get_harness(benchmark)
     protocol = harness.resolve_protocol(None, overrides)
-    return harness.evaluate(encoder, root, protocol, {"batch_size": 7, "workers": 0})
+    options = harness.parse_options({"batch_size": 7, "workers": 0})
+    return harness.evaluate(encoder, root, protocol, options, root / "artefacts")
 
 
 def _cb_classification(encoder, loader, classnames, templates) -> dict:
@@ -97,7 +99,9 @@ def test_zeroshot_parity_tiny_openclip(tmp_path, tiny_encoder):
 
 def _cb_retrieval(encoder, ann: Path, split: str) -> dict:
     data = read_karpathy(ann.parent, split)
-    txt = ann.parent / f"cb_{split}.txt"  # clip_benchmark's Flickr annotation format: "image,caption" lines
+    # clip_benchmark's Flickr annotation format ("image,caption" lines), written outside the dataset folder: the
+    # synthetic world is shared by the session's tests, and one of them checks that it is byte-identical
+    txt = Path(tempfile.mkdtemp(prefix="cb-flickr-")) / f"cb_{split}.txt"
     txt.write_text(
         "image,caption\n"
         + "".join(

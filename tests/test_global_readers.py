@@ -9,7 +9,7 @@ import pytest
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
 from PIL import Image
 
-import silc.cli
+import silc_bench.cli
 from benchmarks.readers import read_class_meta, read_classification, read_karpathy
 from silc.errors import UserError
 from tests.conftest import TINY_MODEL_CONFIG
@@ -20,12 +20,11 @@ NAMES = ["apple", "boat", "cat", "drum", "eagle", "fern"]
 
 @pytest.fixture
 def cli(monkeypatch, tmp_path):
-    """``silc-bench`` with only this area's commands (other commands may be mid-edit), cache in tmp."""
-    monkeypatch.setattr(silc.cli, "COMMAND_MODULES", ["silc.cli.eval", "silc.cli.clip_benchmark"])
+    """``silc-bench`` with the feature cache in tmp."""
     monkeypatch.setenv("SILC_BENCH_CACHE", str(tmp_path / "cache"))
 
     def run(*args: str) -> int:
-        return silc.cli.main(list(args))
+        return silc_bench.cli.main(list(args))
 
     return run
 

@@ -19,7 +19,12 @@ TRAIN_SET = ["train.steps=3", "train.batch_size=8", "train.progress=false", "dat
 
 def cli(*args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "silc", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900
+        [sys.executable, "-m", "silc_bench", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
     )
     if check:
         assert proc.returncode == 0, f"silc-bench {' '.join(args)}: {proc.stderr[-3000:]}"
@@ -48,7 +53,7 @@ def test_world_train_run_kill_resume_table(tmp_path: Path) -> None:
     run = ["run", "--model", f"clip={tmp_path / 'clip'}", "--model", f"silc={tmp_path / 'silc'}"]
     run += ["--data-root", str(world), "--results", str(results), "--device", "cpu"]
     # killed mid-way (SIGKILL: no cleanup at all) once the first record is on disk
-    proc = subprocess.Popen([sys.executable, "-m", "silc", *run], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "silc_bench", *run], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 600
     while not list(results.rglob("*.json")) and time.monotonic() < deadline and proc.poll() is None:

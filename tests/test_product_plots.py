@@ -9,8 +9,8 @@ from PIL import Image
 
 from benchmarks.plots import plot_class_iou_deltas
 from benchmarks.records import write_record
-from silc.cli import main
 from silc.errors import UserError
+from silc_bench.cli import main
 from tests.test_product_tables import make_record
 
 SEG = {"crop": 64, "dense_mode": "naive"}

@@ -115,7 +115,7 @@ def test_regress_cli_update_pass_and_fail(tmp_path: Path, monkeypatch, capsys) -
     import yaml
 
     import tests.product_harness  # noqa: F401  (registers test-embed)
-    from silc.cli import main
+    from silc_bench.cli import main
     from tests.train_fixtures import tiny_config
 
     monkeypatch.setenv("SILC_BENCH_WORLD_CACHE", str(tmp_path / "cache"))

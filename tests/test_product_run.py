@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from benchmarks.records import read_records
-from silc.cli import main
-from silc.cli.run import WorkItem, split_work
+from silc_bench.app.suite_run import WorkItem, split_work
+from silc_bench.cli import main
 from tests.product_harness import CALLS_ENV, INTERRUPT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_torchrun_gives_the_records_of_a_single_process(env) -> None:
     driver = env["tmp"] / "driver.py"
     driver.write_text(
         f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport tests.product_harness  # noqa: F401\n"
-        "from silc.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        "from silc_bench.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     )
     single = env["tmp"] / "single"
     args = list(env["args"])
@@ -216,6 +216,6 @@ def test_torchrun_gives_the_records_of_a_single_process(env) -> None:
 
 
 def test_no_arguments_without_bundled_checkpoints_is_an_error(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr("silc.cli.run.REFERENCE_DIR", tmp_path)
+    monkeypatch.setattr("silc_bench.app.references.REFERENCE_DIR", tmp_path)
     assert main(["run"]) == 2
     assert f"{tmp_path / 'clip'}: bundled reference checkpoint missing" in error_line(capsys)

@@ -66,6 +66,15 @@ def test_unknown_benchmark_protocol_and_knob(tmp_path: Path) -> None:
         ("{benchmark: nope, data: x}", "unknown benchmark 'nope'"),
         ("{benchmark: retrieval, protocol: nope, data: x}", "has no protocol 'nope'"),
         ("{benchmark: retrieval, data: x, overrides: {nope: 1}}", "has no knob 'nope'"),
+        (
+            "{benchmark: retrieval, data: x, options: {image_dri: y}}",
+            "unknown option 'image_dri' (closest: image_dir)",
+        ),
+        (
+            "{benchmark: seg-ade20k, data: x, options: {dense_mode: fancy}}",
+            "--dense-mode 'fancy': expected one of",
+        ),
+        ("{benchmark: fewshot, data: x, options: {batch_size: 0}}", "--batch-size must be >= 1"),
     ):
         path.write_text(f"benchmarks:\n  - {entry}\n")
         with pytest.raises(UserError) as e:

@@ -11,8 +11,8 @@ import pytest
 
 from benchmarks.records import ResultRecord, write_record
 from benchmarks.tables import build_table, load_results, render
-from silc.cli import main
 from silc.errors import UserError
+from silc_bench.cli import main
 
 
 def make_record(model, benchmark, protocol_name, protocol, metrics, root="/data/imagenet", extra=None):
@@ -193,3 +193,28 @@ def test_cli_table_corrupt_record(results: Path, capsys) -> None:
     assert main(["table", "--results", str(results)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "broken.json: not a readable result record" in err
+
+
+def test_a_plugin_harness_sets_its_rows_order_key_metrics_and_decimals(results: Path, monkeypatch) -> None:
+    from benchmarks.registry import _REGISTRY, Harness
+
+    class PluginHarness(Harness):
+        name = "plugin-bench"
+        description = "a third-party harness"
+        protocols = {"p": {}}
+        default_protocol = "p"
+        key_metrics = ("score",)
+        table_order = 1  # before every built-in benchmark
+        metric_scale = "percent"
+
+        def evaluate(self, *args):
+            raise NotImplementedError
+
+    monkeypatch.setitem(_REGISTRY, "plugin-bench", PluginHarness())
+    for model, score in (("clip", 0.5), ("silc", 0.75)):
+        record = make_record(model, "plugin-bench", "p", {}, {"score": score, "debug": 3.0}, "/d/plug")
+        write_record(results, record)
+    lines = table(results, "main").splitlines()
+    # first row, only its key metric, two decimals as percentages although the values lie below 1
+    assert lines[2] == "| plugin-bench | plug      | score    |   0.75 |              0.50 |   +0.25 |"
+    assert not any("debug" in line for line in lines) and lines[3].startswith("| zeroshot-cls ")

@@ -12,7 +12,7 @@ from PIL import Image
 
 import tests.product_harness  # noqa: F401  (registers test-embed)
 from benchmarks.records import read_records
-from silc.cli import main
+from silc_bench.cli import main
 from tests.train_fixtures import tiny_config, write_config, write_pairs_csv
 
 SUITE = "name: watch\nbenchmarks:\n  - {benchmark: test-embed, data: shapes}\n"

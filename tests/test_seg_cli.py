@@ -17,7 +17,7 @@ pytest.importorskip("mmcv.ops")
 
 from adapters.encoder import DENSE_MODES  # noqa: E402
 from benchmarks.records import read_record  # noqa: E402
-from silc.cli import main  # noqa: E402
+from silc_bench.cli import main  # noqa: E402
 from tests.conftest import TINY_MODEL_CONFIG  # noqa: E402
 from tests.seg_fixtures import block_labels, confusion_metrics, write_ade  # noqa: E402
 

@@ -20,7 +20,7 @@ from mmseg.datasets import ADE20KDataset  # noqa: E402
 from adapters.mmseg import ZeroShotSegmentor  # noqa: E402
 from benchmarks.registry import get_harness  # noqa: E402
 from benchmarks.runner import run_harness  # noqa: E402
-from benchmarks.segmentation import build_config, run_config  # noqa: E402
+from benchmarks.segmentation import load_config, run_config  # noqa: E402
 from silc.errors import UserError  # noqa: E402
 from tests.seg_fixtures import COLOURS, ColourOracle, colourise_ade, stripe_labels, write_ade  # noqa: E402
 
@@ -48,8 +48,7 @@ def _ade_oracle(patch: int = 16) -> ColourOracle:
 def _evaluate(encoder, root: Path, protocol_name: str, tmp_path: Path, save_predictions=False, **overrides):
     harness = get_harness("seg-ade20k")
     protocol = harness.resolve_protocol(protocol_name, {"templates": "identity", **overrides})
-    options = {"workers": 0, "no_cache": True, "results_dir": str(tmp_path / "results"),
-               "save_predictions": save_predictions}  # fmt: skip
+    options = {"workers": 0, "no_cache": True, "save_predictions": save_predictions}
     record, _, _ = run_harness(
         harness, encoder, root, protocol_name, protocol, tmp_path / "results", options=options
     )
@@ -72,7 +71,7 @@ def test_oracle_is_perfect_on_ade_layout_with_mmseg_ade20k_dataset(tmp_path):
 def test_oracle_detects_wrong_channel_order_and_label_shift(tmp_path):
     root = _ade_fixture(tmp_path) / "ADEChallengeData2016"
     protocol = get_harness("seg-ade20k").resolve_protocol("ade-448", {"templates": "identity"})
-    base = build_config(protocol, "oracle", root, workers=0)
+    base = load_config(protocol, "oracle", root, workers=0)
     for breakage in ("bgr", "labels"):
         cfg = copy.deepcopy(base)
         if breakage == "bgr":

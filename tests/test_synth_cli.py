@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from silc.cli import main
 from silc.data.synth import PRESETS, generate_world
 from silc.data.synth.preview import BASE_COLOUR, NOVEL_COLOUR
 from silc.data.synth.writers import Preset
+from silc_bench.cli import main
 
 MICRO = Preset(
     image_size=32,

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from silc.checkpoint import load_checkpoint
-from silc.cli import main
 from silc.config import config_from_dict
 from silc.train import train
+from silc_bench.cli import main
 from tests.train_fixtures import tiny_config, write_config, write_pairs_csv
 
 CONTRACT_KEYS = {

@@ -18,7 +18,7 @@ from tests.train_fixtures import tiny_config, write_config, write_pairs_csv
 
 
 def torchrun_train(config: Path, run_dir: Path, nproc: int = 2) -> None:
-    """``torchrun --standalone --nproc_per_node N -m silc train`` (the real CLI), one CPU thread per rank."""
+    """``torchrun --standalone --nproc_per_node N -m silc_bench train`` (the real CLI), one CPU thread per rank."""
     cmd = [
         sys.executable,
         "-m",
@@ -26,7 +26,7 @@ def torchrun_train(config: Path, run_dir: Path, nproc: int = 2) -> None:
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
-        "silc",
+        "silc_bench",
         "train",
         "--config",
         str(config),

@@ -52,10 +52,16 @@ def configure(cfg: Config, encoder_key: str, ov_root: Path, work: Path, protocol
 
 
 def evaluate_fvlm(
-    encoder: Encoder, data_root: Path, split: OVSplit, protocol: dict[str, Any], options: dict[str, Any]
+    encoder: Encoder,
+    data_root: Path,
+    split: OVSplit,
+    protocol: dict[str, Any],
+    artefacts: Path,
+    work_dir: str | None = None,
+    visualize: int = 0,
 ) -> Evaluation:
     """Train on ``split.base`` boxes (unless ``det_weights``), detect on val, AP overall / base / novel."""
-    work = Path(options.get("work_dir") or tempfile.mkdtemp(prefix="det-ovcoco-fvlm-"))
+    work = Path(work_dir or tempfile.mkdtemp(prefix="det-ovcoco-fvlm-"))
     ov_root = work / "ov-coco"
     write_ov_coco(data_root, ov_root, split)
     cfg = Config.fromfile(protocol["config"])
@@ -86,9 +92,9 @@ def evaluate_fvlm(
     extra.update(detail, detections=len(detections), detections_file=str(dets_path))
     extra["mmdet_ovcocometric"] = {k: float(v) for k, v in mm_metrics.items()}
     extra["test_images_per_s"] = round(len(gt["images"]) / test_seconds, 3) if test_seconds > 0 else None
-    if options.get("visualize"):
+    if visualize:
         extra["visualizations"] = _visualize(
-            gt, detections, set(split.novel), data_root, options, encoder.name
+            gt, detections, set(split.novel), data_root, visualize, artefacts / "visualize"
         )
     log.info(
         "fvlm: AP50 base %s novel %s all %s", metrics["AP50_base"], metrics["AP50_novel"], metrics["AP50"]
@@ -110,14 +116,11 @@ def _training_summary(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _visualize(
-    gt: dict, detections: list[dict], novel: set[str], data_root: Path, options: dict[str, Any], model: str
+    gt: dict, detections: list[dict], novel: set[str], data_root: Path, count: int, out_dir: Path
 ) -> list[str]:
-    from benchmarks.detection.harness import visualize_dir
-
-    out_dir = visualize_dir(options, model, "fvlm")
     names = {c["id"]: c["name"] for c in gt["categories"]}
     written = []
-    for image in sorted(gt["images"], key=lambda i: i["id"])[: int(options["visualize"])]:
+    for image in sorted(gt["images"], key=lambda i: i["id"])[:count]:
         dets = sorted((d for d in detections if d["image_id"] == image["id"] and d["score"] >= VIS_SCORE),
                       key=lambda d: -d["score"])[:VIS_MAX]  # fmt: skip
         boxes = [[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in dets)]

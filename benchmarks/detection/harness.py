@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adapters.encoder import Encoder
-from adapters.open_vocab import TEMPLATE_SETS, text_classifier
-from benchmarks.detection import boxcls
-from benchmarks.detection.visualize import draw_boxes, save_png
+from adapters.encoder import DENSE_MODES
+from benchmarks.options import HarnessOptions, option
 from benchmarks.ov_coco import OVSplit, check_split, load_coco, load_split
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
+from silc.kernel.templates import TEMPLATE_NAMES
+
+if TYPE_CHECKING:
+    from adapters.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -74,37 +76,56 @@ def resolve_config(name: str) -> Path:
     return path.resolve()
 
 
+def config_sha256(path: Path) -> str:
+    """Short hash of the config mmengine builds from ``path``, its ``_base_`` files included (the shipped configs
+    keep most of what they share in ``_fvlm_base.py``), so that a change to any of them changes the protocol."""
+    from mmengine.config import Config  # fvlm needs the OpenMMLab stack anyway
+
+    cfg = Config.fromfile(str(path), import_custom_modules=False).to_dict()
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+
+
+@dataclass
+class DetOptions(HarnessOptions):
+    """Options of ``det-ovcoco`` (``batch_size``: images per encoder batch for boxcls, default 8)."""
+
+    split: str | None = option(None, "OV split JSON {base: [...], novel: [...]} (default: auto)", knob=True)
+    vocabulary: str | None = option(
+        None, "boxcls: classify among base+novel or all", knob=True, choices=("ov", "all")
+    )
+    templates: str | None = option(
+        None, "prompt templates for the category names", knob=True, choices=TEMPLATE_NAMES
+    )
+    dense_mode: str | None = option(None, "encode_dense mode", knob=True, choices=DENSE_MODES)
+    input_size: int | None = option(None, "boxcls: square input size for encode_dense", knob=True)
+    config: str | None = option(None, "fvlm: mmdet config (shipped name or path)", knob=True)
+    max_iters: int | None = option(None, "fvlm: training iterations (default: the config's)", knob=True)
+    alpha: float | None = option(None, "fvlm: VLM score weight for base categories", knob=True)
+    beta: float | None = option(None, "fvlm: VLM score weight for novel categories", knob=True)
+    det_weights: str | None = option(
+        None, "fvlm: evaluate this plain detector state dict instead of training", knob=True
+    )
+    visualize: int = option(0, "write N PNGs with labelled boxes into the record's folder", metavar="N")
+    work_dir: str | None = option(None, "fvlm: where mmdet writes its files (default: a temporary folder)")
+
+
 class DetOVCocoHarness(Harness):
     name = "det-ovcoco"
     description = "COCO open-vocabulary detection (48 base / 17 novel): box classification or F-VLM detector"
     protocols = PROTOCOLS
     default_protocol = "boxcls"
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        g = parser.add_argument_group("det-ovcoco")
-        g.add_argument("--split", help="OV split JSON {base: [...], novel: [...]} (default: auto)")
-        g.add_argument("--vocabulary", choices=("ov", "all"), help="boxcls: classify among base+novel or all")
-        g.add_argument("--templates", choices=TEMPLATE_SETS, help="prompt templates for the category names")
-        g.add_argument("--dense-mode", help="encode_dense mode (naive, maskclip, sclip, clearclip)")
-        g.add_argument("--input-size", type=int, help="boxcls: square input size for encode_dense")
-        g.add_argument("--config", help="fvlm: mmdet config (shipped name or path)")
-        g.add_argument("--max-iters", type=int, help="fvlm: training iterations (default: the config's)")
-        g.add_argument("--alpha", type=float, help="fvlm: VLM score weight for base categories")
-        g.add_argument("--beta", type=float, help="fvlm: VLM score weight for novel categories")
-        g.add_argument(
-            "--det-weights", help="fvlm: evaluate this plain detector state dict instead of training"
-        )
-        g.add_argument(
-            "--visualize", type=int, default=0, metavar="N", help="write N PNGs with labelled boxes"
-        )
-        g.add_argument(
-            "--visualize-dir", help="where --visualize writes (default: det-ovcoco-vis/MODEL.PROTOCOL)"
-        )
-        g.add_argument("--work-dir", help="fvlm: where mmdet writes its files (default: a temporary folder)")
-
-    def protocol_overrides(self, args: argparse.Namespace) -> dict[str, Any]:
-        knobs = {k for protocol in PROTOCOLS.values() for k in protocol}
-        return {k: getattr(args, k, None) for k in sorted(knobs)}
+    options_type = DetOptions
+    key_metrics = (
+        "dense_top1_novel",
+        "dense_top1_base",
+        "crop_top1_novel",
+        "crop_top1_base",
+        "AP50_novel",
+        "AP50_base",
+        "AP50_all",
+    )
+    table_order = 50
+    metric_scale = "percent"
 
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
         pinned = dict(protocol)
@@ -116,7 +137,7 @@ class DetOVCocoHarness(Harness):
         if "config" in protocol:
             path = resolve_config(protocol["config"])
             pinned["config"] = str(path)
-            pinned["config_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            pinned["config_sha256"] = config_sha256(path)
         if protocol.get("det_weights"):
             weights = Path(protocol["det_weights"])
             if not weights.is_file():
@@ -129,13 +150,18 @@ class DetOVCocoHarness(Harness):
         return [f"{p}: not found (expected a COCO root)" for p in needed if not p.exists()]
 
     def evaluate(
-        self, encoder: Encoder, data_root: Path, protocol: dict[str, Any], options: dict[str, Any]
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        protocol: dict[str, Any],
+        options: DetOptions,
+        artefacts: Path,
     ) -> Evaluation:
         if encoder.patch_size is None:
             raise UserError(f"{encoder.name}: the encoder has no dense features (needed by det-ovcoco)")
-        if protocol["templates"] not in TEMPLATE_SETS:
+        if protocol["templates"] not in TEMPLATE_NAMES:
             raise UserError(
-                f"templates {protocol['templates']!r}: expected one of {', '.join(TEMPLATE_SETS)}"
+                f"templates {protocol['templates']!r}: expected one of {', '.join(TEMPLATE_NAMES)}"
             )
         for problem in self.preflight(data_root):
             raise UserError(problem)
@@ -144,8 +170,10 @@ class DetOVCocoHarness(Harness):
             from benchmarks.detection import fvlm  # needs the OpenMMLab stack
 
             protocol = {**protocol, "config": str(resolve_config(protocol["config"]))}
-            return fvlm.evaluate_fvlm(encoder, data_root, split, protocol, options)
-        return self._evaluate_boxcls(encoder, data_root, split, protocol, options)
+            return fvlm.evaluate_fvlm(
+                encoder, data_root, split, protocol, artefacts, options.work_dir, options.visualize
+            )
+        return self._evaluate_boxcls(encoder, data_root, split, protocol, options, artefacts)
 
     def _evaluate_boxcls(
         self,
@@ -153,8 +181,12 @@ class DetOVCocoHarness(Harness):
         data_root: Path,
         split: OVSplit,
         protocol: dict[str, Any],
-        options: dict[str, Any],
+        options: DetOptions,
+        artefacts: Path,
     ) -> Evaluation:
+        from adapters.open_vocab import text_classifier
+        from benchmarks.detection import boxcls
+
         val_path = data_root / VAL_ANNOTATIONS
         coco = load_coco(val_path)
         check_split(split, coco, val_path)
@@ -176,13 +208,13 @@ class DetOVCocoHarness(Harness):
             protocol["dense_mode"],
             protocol["input_size"],
             protocol["roi_size"],
-            batch_size=int(options.get("batch_size") or 8),
+            batch_size=options.batch_size or 8,
         )
         metrics, detail = boxcls.summarize(counts, vocabulary, split.base, split.novel)
         num_boxes = int(counts.totals.sum())
-        if options.get("visualize"):
+        if options.visualize:
             detail["visualizations"] = self._visualize_boxcls(
-                samples, counts, vocabulary, set(split.novel), options, encoder.name
+                samples, counts, vocabulary, set(split.novel), options.visualize, artefacts / "visualize"
             )
         detail.update(boxes=num_boxes, images=len(samples), base=list(split.base), novel=list(split.novel))
         log.info(
@@ -197,11 +229,13 @@ class DetOVCocoHarness(Harness):
         )
 
     def _visualize_boxcls(
-        self, samples, counts, vocabulary, novel: set[str], options: dict[str, Any], model: str
+        self, samples, counts, vocabulary, novel: set[str], count: int, out_dir: Path
     ) -> list[str]:
-        out_dir = visualize_dir(options, model, "boxcls")
+        from benchmarks.detection import boxcls
+        from benchmarks.detection.visualize import draw_boxes, save_png
+
         written = []
-        for s in samples[: int(options["visualize"])]:
+        for s in samples[:count]:
             predicted = [vocabulary[i] for i in counts.predictions[s.image_id]]
             labels = [
                 p if p == vocabulary[t] else f"{p} (gt {vocabulary[t]})"
@@ -213,13 +247,6 @@ class DetOVCocoHarness(Harness):
             written.append(str(save_png(image, out_dir / f"{s.image_id:012d}.png")))
         log.info("wrote %d visualizations to %s", len(written), out_dir)
         return written
-
-
-def visualize_dir(options: dict[str, Any], model: str, protocol_name: str) -> Path:
-    """Where ``--visualize`` PNGs go: ``options['visualize_dir']`` or ``det-ovcoco-vis/<model>.<protocol>``."""
-    if options.get("visualize_dir"):
-        return Path(options["visualize_dir"])
-    return Path("det-ovcoco-vis") / f"{model}.{protocol_name}"
 
 
 register(DetOVCocoHarness())

@@ -1,4 +1,4 @@
-"""PNG overlays of boxes with their labels, base and novel categories in two colours."""
+"""PNG overlays of boxes with their labels, base and novel categories in two colours (both det-ovcoco protocols)."""
 
 from __future__ import annotations
 

@@ -22,9 +22,11 @@ from pathlib import Path
 
 from benchmarks.readers.images import ImageRef, is_image
 from silc.errors import UserError
+from silc.kernel import Templates, template_set
 
 OPENAI_TEMPLATES_SOURCE = "open_clip.zero_shot_metadata.OPENAI_IMAGENET_TEMPLATES"
 IMAGENET_CLASSNAMES_SOURCE = "open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES"
+# The protocol's prompt source: the dataset's own templates file (else openai80), or always openai80 ("openai").
 TEMPLATE_CHOICES = ("dataset", "openai")
 _WNID = re.compile(r"^n\d{8}$")
 _WDS_IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")  # clip_benchmark's order of preference
@@ -42,6 +44,11 @@ class ClassMeta:
     templates: list[str]
     templates_source: str
     class_dirs: list[Path] = field(default_factory=list)  # ImageFolder layouts only
+
+    def template_set(self) -> Templates:
+        """The templates as the kernel's :class:`~silc.kernel.templates.Templates` (``{c}`` form, filled with
+        ``str.format(c=name)`` as clip_benchmark does)."""
+        return Templates(self.templates_source, tuple(self.templates), marker="{c}")
 
     def pinned(self) -> dict[str, object]:
         """The facts a protocol records so that a number can be traced to its class names and prompts."""
@@ -68,13 +75,6 @@ class ClassificationData:
 def text_sha256(lines: list[str]) -> str:
     """sha256 of a list of strings (as a JSON array), for recording class names and templates."""
     return hashlib.sha256(json.dumps(lines, ensure_ascii=False).encode()).hexdigest()
-
-
-def openai_templates() -> list[str]:
-    """open_clip's 80 OpenAI ImageNet templates as ``{c}`` format strings (clip_benchmark's form)."""
-    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-
-    return [t("{c}") for t in OPENAI_IMAGENET_TEMPLATES]
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -178,7 +178,8 @@ def _with_templates(meta: ClassMeta, tmpl_file: Path, templates: str) -> ClassMe
     if templates == "dataset" and tmpl_file.is_file():
         meta.templates, meta.templates_source = _read_templates(tmpl_file), tmpl_file.name
     else:
-        meta.templates, meta.templates_source = openai_templates(), OPENAI_TEMPLATES_SOURCE
+        openai80 = template_set("openai80").with_marker("{c}")  # the kernel registry's openai80, in {c} form
+        meta.templates, meta.templates_source = list(openai80.texts), OPENAI_TEMPLATES_SOURCE
     return meta
 
 

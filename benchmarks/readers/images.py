@@ -1,17 +1,15 @@
-"""Image references (a file, or a member inside a tar) and a torch Dataset that decodes them for an encoder."""
+"""Image references (a file, or a member inside a tar): where an image's bytes are, and its decoding."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -62,17 +60,3 @@ def data_fingerprint(refs: Sequence[ImageRef], root: str | Path) -> str:
         rel = os.path.relpath(os.path.abspath(ref.path), root)
         h.update(f"{rel}|{ref.offset}|{ref.size}|{st[0]}|{st[1]}\n".encode())
     return h.hexdigest()
-
-
-class ImageDataset(Dataset):
-    """``refs[i]`` decoded and passed through ``transform``; yields ``(tensor, i)``."""
-
-    def __init__(self, refs: Sequence[ImageRef], transform: Callable[[Image.Image], torch.Tensor]):
-        self.refs = list(refs)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.refs)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.refs[i].open()), i

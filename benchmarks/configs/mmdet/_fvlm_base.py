@@ -95,6 +95,60 @@ model = dict(
 )
 
 dataset_type = "OVCocoDataset"
+# The files `silc-bench data ov-coco --coco <COCO root> --out data/ov-coco` writes: base-only train boxes,
+# val with every category, and the split. A config for other data sets data_root/split_file and points the
+# datasets, the evaluator and model.split_file at them; one for another input size restates the pipelines.
+data_root = "data/ov-coco/"
+split_file = data_root + "annotations/ov_split.json"
+img_scale = (1024, 1024)
+train_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="Resize", scale=img_scale, keep_ratio=True),
+    dict(type="RandomFlip", prob=0.5),
+    dict(type="PackDetInputs"),
+]
+test_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="Resize", scale=img_scale, keep_ratio=True),
+    dict(type="LoadAnnotations", with_bbox=True),
+    dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
+]
+# Batch size and workers are each config's own.
+train_dataloader = dict(
+    sampler=dict(type="InfiniteSampler", shuffle=True),
+    batch_sampler=dict(type="AspectRatioBatchSampler"),
+    dataset=dict(
+        type=dataset_type,
+        split_file=split_file,
+        subset="base",
+        data_root=data_root,
+        ann_file="annotations/instances_train2017_base.json",
+        data_prefix=dict(img="train2017/"),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline=train_pipeline,
+    ),
+)
+test_dataloader = dict(
+    drop_last=False,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        split_file=split_file,
+        subset="all",
+        data_root=data_root,
+        ann_file="annotations/instances_val2017_ov.json",
+        data_prefix=dict(img="val2017/"),
+        test_mode=True,
+        pipeline=test_pipeline,
+    ),
+)
+test_evaluator = dict(
+    type="OVCocoMetric",
+    ann_file=data_root + "annotations/instances_val2017_ov.json",
+    metric="bbox",
+    format_only=False,
+)
 test_cfg = dict(type="TestLoop")
 default_hooks = dict(
     timer=dict(type="IterTimerHook"),

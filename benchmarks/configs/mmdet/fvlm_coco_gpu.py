@@ -20,64 +20,9 @@
 _base_ = "./_fvlm_base.py"
 work_dir = "work_dirs/fvlm_coco"
 
-data_root = "data/ov-coco/"  # written by `silc-bench data ov-coco --coco <COCO root> --out data/ov-coco`
-split_file = data_root + "annotations/ov_split.json"
-img_scale = (1024, 1024)
-model = dict(split_file=split_file)
-
-train_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale=img_scale, keep_ratio=True),
-    dict(type="RandomFlip", prob=0.5),
-    dict(type="PackDetInputs"),
-]
-test_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="Resize", scale=img_scale, keep_ratio=True),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type="InfiniteSampler", shuffle=True),
-    batch_sampler=dict(type="AspectRatioBatchSampler"),
-    dataset=dict(
-        type="OVCocoDataset",
-        split_file=split_file,
-        subset="base",
-        data_root=data_root,
-        ann_file="annotations/instances_train2017_base.json",
-        data_prefix=dict(img="train2017/"),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=train_pipeline,
-    ),
-)
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    dataset=dict(
-        type="OVCocoDataset",
-        split_file=split_file,
-        subset="all",
-        data_root=data_root,
-        ann_file="annotations/instances_val2017_ov.json",
-        data_prefix=dict(img="val2017/"),
-        test_mode=True,
-        pipeline=test_pipeline,
-    ),
-)
-test_evaluator = dict(
-    type="OVCocoMetric",
-    ann_file=data_root + "annotations/instances_val2017_ov.json",
-    metric="bbox",
-    format_only=False,
-)
+# Data, pipelines and evaluator: _fvlm_base.py's (data/ov-coco/, 1024 x 1024 inputs).
+train_dataloader = dict(batch_size=8, num_workers=4, persistent_workers=True)
+test_dataloader = dict(batch_size=1, num_workers=2, persistent_workers=True)
 
 max_iters = 36000
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters + 1)

@@ -35,59 +35,27 @@ model = dict(
     test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300)),
 )
 
-train_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="Resize", scale=img_scale, keep_ratio=True),
-    dict(type="RandomFlip", prob=0.5),
-    dict(type="PackDetInputs"),
-]
-test_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="Resize", scale=img_scale, keep_ratio=True),
-    dict(type="LoadAnnotations", with_bbox=True),
-    dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
-]
+# _fvlm_base.py's pipelines at this scale, and its datasets and evaluator on these files.
+train_pipeline = [dict(t, scale=img_scale) if t.type == "Resize" else t for t in _base_.train_pipeline]
+test_pipeline = [dict(t, scale=img_scale) if t.type == "Resize" else t for t in _base_.test_pipeline]
+# One process, no workers: serialize_data=False skips the dataset's copy (and its gc pass).
 train_dataloader = dict(
     batch_size=4,
     num_workers=0,
-    sampler=dict(type="InfiniteSampler", shuffle=True),
-    batch_sampler=dict(type="AspectRatioBatchSampler"),
     dataset=dict(
-        type="OVCocoDataset",
         split_file=split_file,
-        subset="base",
         data_root=data_root,
-        ann_file="annotations/instances_train2017_base.json",
-        data_prefix=dict(img="train2017/"),
-        filter_cfg=dict(filter_empty_gt=True, min_size=0),
-        serialize_data=False,  # one process, no workers: skip the copy (and its gc pass)
+        filter_cfg=dict(min_size=0),
+        serialize_data=False,
         pipeline=train_pipeline,
     ),
 )
 test_dataloader = dict(
     batch_size=4,
     num_workers=0,
-    drop_last=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    dataset=dict(
-        type="OVCocoDataset",
-        split_file=split_file,
-        subset="all",
-        data_root=data_root,
-        ann_file="annotations/instances_val2017_ov.json",
-        data_prefix=dict(img="val2017/"),
-        test_mode=True,
-        serialize_data=False,
-        pipeline=test_pipeline,
-    ),
+    dataset=dict(split_file=split_file, data_root=data_root, serialize_data=False, pipeline=test_pipeline),
 )
-test_evaluator = dict(
-    type="OVCocoMetric",
-    ann_file=data_root + "annotations/instances_val2017_ov.json",
-    metric="bbox",
-    format_only=False,
-)
+test_evaluator = dict(ann_file=data_root + "annotations/instances_val2017_ov.json")
 
 max_iters = 200
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters + 1)

@@ -197,7 +197,7 @@ TEMPLATES: tuple[Callable[[_Describer], str], ...] = (
 )
 # Object-centric photos (one dominant shape): the caption is about that object, like a web product photo's.
 # Half of them leave the colour out: when every caption names the colour, colour (with size and background) tells
-# the captions of a batch apart and a tiny ViT barely learns shape (README: "What the synth configs learn").
+# the captions of a batch apart and a tiny ViT barely learns shape (docs/experiments.md).
 OBJECT_COLOUR_P = 0.5
 OBJECT_TEMPLATES = (
     "a photo of {obj}.",

@@ -70,7 +70,7 @@ def wnid(k: int) -> str:
 SCENES: dict[str, dict] = {
     # Half the pretraining photos are object-centric (one large shape, a short caption about it), as web data
     # mixes product-style photos with scenes: without them a tiny ViT matches captions by colour and background
-    # alone and never learns shape names (README: "What the synth configs learn").
+    # alone and never learns shape names (docs/experiments.md).
     "pretrain": {"n_objects": (1, 4), "clutter_p": 0.2, "crowd_p": 0.05, "object_centric_p": 0.5},
     "imagenet": {"n_objects": (0, 2), "clutter_p": 0.1},
     "flickr30k": {"n_objects": (1, 4), "clutter_p": 0.2, "crowd_p": 0.05},

@@ -1,1 +1,0 @@
-"""Performance measurements (scripts run with ``python -m benchmarks.perf.<name>``)."""

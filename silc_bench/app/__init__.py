@@ -1,0 +1,1 @@
+"""Application glue shared by commands: suites, regression, the train-time evaluation hook, the world cache."""

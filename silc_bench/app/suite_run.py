@@ -1,0 +1,125 @@
+"""Run a suite: every (model x benchmark x protocol) of it, one record each, split over ranks; print its table."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from silc.errors import UserError
+
+if TYPE_CHECKING:
+    from benchmarks.suites import Suite
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One record to produce: the model (index into the model list) and the suite entry (index)."""
+
+    model: int
+    entry: int
+
+
+def split_work(items: list[WorkItem], rank: int, world_size: int) -> list[WorkItem]:
+    """This rank's share: round-robin over the deterministic item order (identical on every rank)."""
+    return items[rank::world_size]
+
+
+def run_suite(
+    specs: list[str],
+    suite: Suite,
+    data_root: Path,
+    results_dir: Path,
+    rerun: bool = False,
+    device: str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[list[Path], int]:
+    """Produce this rank's records of (models x suite entries); returns (record paths, number computed)."""
+    from adapters import load_encoder
+    from benchmarks.registry import get_harness
+    from benchmarks.runner import run_harness
+
+    resolved = suite.resolve()
+    items = [WorkItem(m, e) for m in range(len(specs)) for e in range(len(resolved))]
+    mine = split_work(items, rank, world_size)
+    paths: list[Path] = []
+    computed = 0
+    encoder, loaded_index = None, None
+    desc = "silc-bench run" if world_size == 1 else f"silc-bench run [rank {rank}]"
+    with logging_redirect_tqdm(), tqdm(total=len(mine), desc=desc, unit="record", position=rank) as bar:
+        for item in mine:
+            if loaded_index != item.model:
+                encoder = None  # free the previous model before loading the next
+                encoder = load_encoder(specs[item.model], device=device)
+                loaded_index = item.model
+            r = resolved[item.entry]
+            data = data_root / r.entry.data
+            bar.set_postfix_str(f"{encoder.name} {r.entry.benchmark}:{r.protocol_name}")
+            record, path, fresh = run_harness(
+                get_harness(r.entry.benchmark),
+                encoder,
+                data,
+                r.protocol_name,
+                r.protocol,
+                results_dir,
+                rerun=rerun,
+                options=r.entry.options,
+            )
+            computed += int(fresh)
+            paths.append(path)
+            bar.update(1)
+    return paths, computed
+
+
+def gather_paths(paths: list[Path], world_size: int) -> list[Path]:
+    """Every rank's record paths (in rank order), for the table rank 0 prints."""
+    if world_size == 1:
+        return paths
+    import torch.distributed as dist
+
+    gathered: list[list[str] | None] = [None] * world_size
+    dist.all_gather_object(gathered, [str(p) for p in paths])
+    return [Path(p) for part in gathered for p in (part or [])]
+
+
+def print_table(paths: list[Path], baseline: str | None, out=None) -> None:
+    """The main comparison table of the records at ``paths`` (Markdown on stdout)."""
+    from benchmarks.records import read_record
+    from benchmarks.tables import LoadedRecord, build_table, render
+
+    loaded = [LoadedRecord(p, read_record(p)) for p in sorted(set(paths))]
+    print(render(build_table(loaded, "main", baseline), "md", "main"), end="", file=out or sys.stdout)
+
+
+def suite_data_root(suite: Suite, data_root: str | None, is_main: bool = True, barrier=None) -> Path:
+    """``data_root`` if given, else the suite's synthetic world (generated into the cache by the main rank)."""
+    from silc_bench.app.world_cache import ensure_world, world_dir
+
+    if data_root:
+        return Path(data_root)
+    if suite.world is None:
+        raise UserError(f"--data-root is required for suite {suite.name!r} (it runs on real datasets)")
+    preset, seed = str(suite.world["preset"]), int(suite.world["seed"])
+    if is_main:
+        ensure_world(preset, seed)
+    if barrier is not None:
+        barrier()
+    return world_dir(preset, seed)
+
+
+def preflight_or_fail(suite: Suite, data_root: Path) -> None:
+    """List every missing dataset file/folder (with the expected layout) on stderr and stop before compute."""
+    failed = suite.preflight(data_root)
+    if failed:
+        count = sum(len(f.problems) for f in failed)
+        print(f"silc-bench: suite {suite.name!r} cannot run on {data_root}:", file=sys.stderr)
+        for f in failed:
+            print("\n".join(f"  {line}" for line in f.lines()), file=sys.stderr)
+        raise UserError(
+            f"{data_root}: {count} missing dataset file(s) or folder(s) listed above; nothing was computed"
+        )

@@ -1,0 +1,1 @@
+"""Performance measurements (scripts run with ``python -m silc_bench.perf.<name>``)."""
