@@ -5,6 +5,9 @@ set); scikit-learn's ``LogisticRegression`` (lbfgs, multinomial, L2) is fitted o
 C chosen from ``c_grid`` by stratified cross-validation on the shots (``min(k, cv_folds)`` folds; k = 1 leaves
 nothing to hold out and uses ``one_shot_c``), then scored on the whole val split. Reported: mean and sample
 standard deviation (ddof=1) of top-1 accuracy over seeds, per k.
+
+Intervals resample the val images (the unit); the probes fitted on each seed's shots stay as they are, so an
+interval says how the score would move with other val images, not with other shots (that is the seeds' spread).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from silc.kernel.precision import CHOICES as PRECISIONS
 
 if TYPE_CHECKING:
     from adapters.encoder import Encoder
+    from benchmarks.uncertainty import Outcomes
 
 
 def sample_shots(labels: list[int], num_classes: int, k_max: int, seed: int) -> list[list[int]]:
@@ -128,6 +132,7 @@ class FewShotLinearProbe(Harness):
         artefacts: Path,
     ) -> Evaluation:
         from benchmarks.features import encode_images, settings_from_options
+        from benchmarks.readers.images import unit_ids
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         train = read_classification(data_root, protocol["train_split"])
@@ -153,6 +158,7 @@ class FewShotLinearProbe(Harness):
         x_val, y_val = val_feats.tensor.double().numpy(), np.asarray(val.labels)
         metrics: dict[str, Any] = {}
         runs = []
+        correct = []  # per run (k-major, seeds in order): each val image's correctness
         for k in protocol["shots"]:
             accs = []
             for seed in protocol["seeds"]:
@@ -160,7 +166,9 @@ class FewShotLinearProbe(Harness):
                 y = np.asarray([train.labels[chosen[j]] for j in idx])
                 x = x_all[idx]
                 c, sweep = choose_c(x, y, k, protocol, seed)
-                acc = float((fit_probe(x, y, c, protocol["max_iter"]).predict(x_val) == y_val).mean())
+                hit = fit_probe(x, y, c, protocol["max_iter"]).predict(x_val) == y_val
+                correct.append(hit)
+                acc = float(hit.mean())
                 accs.append(acc)
                 runs.append({"k": k, "seed": seed, "C": c, "acc1": acc, "cv_accuracy": sweep})
             metrics[f"acc1_{k}shot_mean"] = float(np.mean(accs))
@@ -170,9 +178,39 @@ class FewShotLinearProbe(Harness):
             "num_train_images_encoded": len(chosen),
             "image_features_from_cache": {"train": train_feats.from_cache, "val": val_feats.from_cache},
         }
+        outcomes = self._outcomes(correct, protocol, unit_ids(val.refs, data_root))
         return Evaluation(
-            metrics, val.meta.split, len(val.refs), train_feats.encoded + val_feats.encoded, extra
+            metrics, val.meta.split, len(val.refs), train_feats.encoded + val_feats.encoded, extra, outcomes
         )
+
+    @staticmethod
+    def _outcomes(correct: list[np.ndarray], protocol: dict[str, Any], units: list[str]) -> Outcomes:
+        """Per val image and run: whether the probe got it right (``correct`` bool [images, runs], the runs
+        k-major with the seeds in protocol order, as ``shots`` and ``seeds`` say)."""
+        from benchmarks.uncertainty import Outcomes
+
+        arrays = {
+            "correct": np.stack(correct, axis=1).astype(bool),
+            "shots": np.asarray(protocol["shots"], dtype=np.int32),
+            "seeds": np.asarray(protocol["seeds"], dtype=np.int32),
+        }
+        return Outcomes("image", units, arrays)
+
+    def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Per run, accuracy = weighted correct / weighted images (integer sums in float64, so exact); per k the
+        mean and sample std (ddof=1; 0 for one seed) over the seeds with numpy's row reductions on a C-contiguous
+        ``[B, seeds]`` array, which sum as ``np.mean``/``np.std`` of the list of accuracies do."""
+        weights = counts.astype(np.float64)
+        acc = (weights @ arrays["correct"].astype(np.float64)) / weights.sum(axis=1)[:, None]  # [B, runs]
+        n_seeds = len(arrays["seeds"])
+        out: dict[str, np.ndarray] = {}
+        for j, k in enumerate(arrays["shots"].tolist()):
+            per_seed = np.ascontiguousarray(acc[:, j * n_seeds : (j + 1) * n_seeds])
+            out[f"acc1_{k}shot_mean"] = np.mean(per_seed, axis=1)
+            out[f"acc1_{k}shot_std"] = (
+                np.std(per_seed, axis=1, ddof=1) if n_seeds > 1 else np.zeros(len(counts))
+            )
+        return out
 
 
 def _check_enough(train: ClassificationData, k: int) -> None:

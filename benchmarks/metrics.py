@@ -53,6 +53,19 @@ def retrieval_recall(
     (positives: the image's captions). Scores are ``text_emb @ image_emb.T`` as in clip_benchmark, computed in
     row chunks of at most ``max_elements`` entries so 5k images x 25k captions fit in little memory.
     """
+    return recall_from_hits(*retrieval_hits(image_emb, text_emb, text_image, ks, max_elements), ks)
+
+
+def retrieval_hits(
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    text_image: torch.Tensor,
+    ks: Sequence[int],
+    max_elements: int = 1 << 24,
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """The per-query hits :func:`retrieval_recall` averages: ``({k: bool [captions]}, {k: bool [images]})`` for
+    text -> image and image -> text queries (one topk per k, as clip_benchmark: tie order can differ between k's,
+    so a hit at k is not derived from a rank)."""
     n_img, n_txt = image_emb.shape[0], text_emb.shape[0]
     img_hits = {k: torch.zeros(n_txt, dtype=torch.bool) for k in ks}
     rows = max(1, max_elements // max(n_img, 1))
@@ -69,6 +82,13 @@ def retrieval_recall(
         for k in ks:
             top = scores.topk(min(k, n_txt), dim=1).indices
             txt_hits[k][s : s + cols] = text_image[top].eq(own).any(dim=1)
+    return img_hits, txt_hits
+
+
+def recall_from_hits(
+    img_hits: dict[int, torch.Tensor], txt_hits: dict[int, torch.Tensor], ks: Sequence[int]
+) -> dict[str, float]:
+    """recall@k from :func:`retrieval_hits`: the float32 mean of each query's hit (as clip_benchmark)."""
     metrics: dict[str, float] = {}
     for k in ks:
         metrics[f"image_retrieval_recall@{k}"] = img_hits[k].float().mean().item()

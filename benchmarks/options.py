@@ -43,12 +43,17 @@ class HarnessOptions:
         None, "feature cache (default: $SILC_BENCH_CACHE or ~/.cache/silc-bench/features)", metavar="DIR"
     )
     no_cache: bool = option(False, "neither read nor write the feature cache")
+    bootstrap: int = option(
+        1000, "bootstrap resamples for the 95 %% intervals of the headline metrics (0: none)", metavar="N"
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
             raise UserError("--batch-size must be >= 1")
         if self.workers is not None and self.workers < 0:
             raise UserError("--workers must be >= 0")
+        if self.bootstrap < 0 or self.bootstrap == 1:
+            raise UserError("--bootstrap must be 0 (no intervals) or >= 2")
         for f in dataclasses.fields(self):
             value, choices = getattr(self, f.name), f.metadata.get("choices")
             if choices and value is not None and value not in choices:

@@ -50,6 +50,10 @@ class ResultRecord:
     extra: dict[str, Any] = field(default_factory=dict)  # per-class values and other detail
     versions: dict[str, str] = field(default_factory=dict)
     schema: int = RECORD_SCHEMA
+    # 95 % intervals of the headline metrics ({metric: {low, high, se}}) and how they were made (resamples,
+    # units, the per-sample outcomes file in the record's artefacts folder); not part of the protocol
+    metrics_ci: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    uncertainty: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a plain JSON-able dict."""
@@ -59,7 +63,8 @@ class ResultRecord:
     def from_json(cls, obj: dict[str, Any], source: str = "<record>") -> ResultRecord:
         """Parse a record dict; a missing or unknown key is a UserError naming ``source``."""
         names = {f for f in cls.__dataclass_fields__}
-        missing = [k for k in names if k not in obj and k not in ("extra", "versions", "schema")]
+        optional = ("extra", "versions", "schema", "metrics_ci", "uncertainty")
+        missing = [k for k in names if k not in obj and k not in optional]
         if missing:
             raise UserError(f"{source}: result record is missing key(s) {sorted(missing)}")
         unknown = sorted(set(obj) - names)

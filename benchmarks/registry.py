@@ -14,7 +14,10 @@ from benchmarks.options import HarnessOptions
 from silc.errors import UserError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from adapters.encoder import Encoder
+    from benchmarks.uncertainty import Outcomes
 
 # Built-in harness modules; each calls ``register(...)`` at import. Third-party harnesses register
 # through the ``silc_bench.harnesses`` entry-point group (value: an importable module).
@@ -40,6 +43,7 @@ class Evaluation:
     num_samples: int
     images_processed: int  # images through the encoder (for images/s)
     extra: dict[str, Any] = field(default_factory=dict)
+    outcomes: Outcomes | None = None  # per-unit outcomes the headline metrics are a function of
 
 
 class Harness(ABC):
@@ -61,6 +65,17 @@ class Harness(ABC):
     table_order: ClassVar[int] = 100
     # The metrics' scale, which sets the decimals tables print (fraction: 4, percent: 2).
     metric_scale: ClassVar[Literal["fraction", "percent"]] = "fraction"
+
+    def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
+        """The headline metrics for each resample ``counts[b]`` (how often each unit is drawn) from the per-unit
+        ``arrays`` of :class:`Evaluation.outcomes`; with all counts 1 it must give the record's metrics exactly.
+        A harness without outcomes has no intervals."""
+        raise NotImplementedError(f"benchmark {self.name!r} keeps no per-sample outcomes")
+
+    def max_resamples(self, arrays: dict[str, np.ndarray]) -> int | None:
+        """At most this many bootstrap resamples for these outcomes (None: as many as asked), for a metric that is
+        slow to recompute (COCO AP re-accumulates per resample); the record says when fewer were used."""
+        return None
 
     def parse_options(
         self, values: HarnessOptions | dict[str, Any] | None, where: str = ""

@@ -3,6 +3,10 @@
 ``image_retrieval_recall@k`` (text -> image): fraction of captions whose image is among the k most similar
 images. ``text_retrieval_recall@k`` (image -> text): fraction of images with at least one of their captions among
 the k most similar captions. Every caption of every image of the split is used.
+
+Intervals resample the queries, not the gallery: the unit is an image with its captions (a drawn image brings all
+its captions as text queries and itself as an image query), and each query keeps the hit it has against the full
+test set (ranks are not recomputed within a resample, which would change what the metric measures).
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ from silc.errors import UserError
 from silc.kernel.precision import CHOICES as PRECISIONS
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
     from adapters.encoder import Encoder
+    from benchmarks.uncertainty import Outcomes
 
 
 @dataclass
@@ -70,7 +78,8 @@ class Retrieval(Harness):
         import torch
 
         from benchmarks.features import encode_images, encode_texts, settings_from_options
-        from benchmarks.metrics import retrieval_recall
+        from benchmarks.metrics import recall_from_hits, retrieval_hits
+        from benchmarks.readers.images import unit_ids
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         data = read_karpathy(data_root, protocol["split"], image_dir=options.image_dir)
@@ -81,14 +90,61 @@ class Retrieval(Harness):
         settings = settings_from_options(options, protocol["precision"])
         images = encode_images(encoder, data.refs, data.root, settings, desc=f"{self.name} {data.split}")
         text = encode_texts(encoder, texts, settings, desc="captions")
-        metrics = retrieval_recall(images.tensor, text.tensor, text_image, protocol["recall_k"])
+        hits = retrieval_hits(images.tensor, text.tensor, text_image, protocol["recall_k"])
+        metrics = recall_from_hits(*hits, protocol["recall_k"])
+        outcomes = self._outcomes(*hits, text_image, protocol["recall_k"], unit_ids(data.refs, data.root))
         extra = {
             "annotation_file": str(data.annotation_file.resolve()),
             "num_captions": len(texts),
             "image_features_from_cache": images.from_cache,
             "text_features_from_cache": text.from_cache,
         }
-        return Evaluation(metrics, data.split, len(data.refs), images.encoded, extra)
+        return Evaluation(metrics, data.split, len(data.refs), images.encoded, extra, outcomes)
+
+    @staticmethod
+    def _outcomes(
+        img_hits: dict[int, torch.Tensor],
+        txt_hits: dict[int, torch.Tensor],
+        text_image: torch.Tensor,
+        ks: list[int],
+        units: list[str],
+    ) -> Outcomes:
+        """Per caption: its image and whether that image is in its top k (text -> image, one column per k); per
+        image: whether one of its captions is in its top k (image -> text). The hits are the metric's own."""
+        import numpy as np
+
+        from benchmarks.uncertainty import Outcomes
+
+        arrays = {
+            "recall_k": np.asarray(ks, dtype=np.int32),
+            "caption_image": text_image.numpy().astype(np.int32),
+            "caption_hits": np.stack([img_hits[k].numpy() for k in ks], axis=1),
+            "image_hits": np.stack([txt_hits[k].numpy() for k in ks], axis=1),
+        }
+        return Outcomes("image with its captions", units, arrays)
+
+    def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
+        """image_retrieval_recall@k = weighted caption hits / weighted captions (a caption weighs its image's
+        count); text_retrieval_recall@k = weighted image hits / weighted images. Queries are resampled, the
+        ranks are those against the full test set. Integer sums in float64, divided, then rounded to float32
+        as the metric's float32 mean is (exact: float64 division rounded to float32 is float32 division)."""
+        import numpy as np
+
+        weights = counts.astype(np.float64)
+        n_img = counts.shape[1]
+        owner = arrays["caption_image"].astype(np.intp)
+        captions = np.bincount(owner, minlength=n_img).astype(np.float64)  # captions per image
+        caption_total = weights @ captions
+        image_total = weights.sum(axis=1)
+        out: dict[str, np.ndarray] = {}
+        for j, k in enumerate(arrays["recall_k"].tolist()):
+            per_image = np.bincount(owner, weights=arrays["caption_hits"][:, j], minlength=n_img)
+            with np.errstate(invalid="ignore"):  # a resample of caption-less images only: undefined (NaN)
+                image_q = (weights @ per_image) / caption_total
+            text_q = (weights @ arrays["image_hits"][:, j].astype(np.float64)) / image_total
+            out[f"image_retrieval_recall@{k}"] = image_q.astype(np.float32).astype(np.float64)
+            out[f"text_retrieval_recall@{k}"] = text_q.astype(np.float32).astype(np.float64)
+        return out
 
 
 register(Retrieval())

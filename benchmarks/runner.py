@@ -16,7 +16,7 @@ from benchmarks.records import (
     software_versions,
     write_record,
 )
-from benchmarks.registry import Harness
+from benchmarks.registry import Evaluation, Harness
 from silc.errors import UserError
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ def run_harness(
     start = time.perf_counter()
     ev = harness.evaluate(encoder, data_root, protocol, options, artefacts_dir(path))
     wall = time.perf_counter() - start
+    metrics_ci, uncertainty = _intervals(harness, ev, artefacts_dir(path), options.bootstrap)
     record = ResultRecord(
         model=encoder.name,
         spec=encoder.spec,
@@ -65,10 +66,46 @@ def run_harness(
         images_per_s=round(ev.images_processed / wall, 3) if wall > 0 else 0.0,
         extra=ev.extra,
         versions=software_versions(),
+        metrics_ci=metrics_ci,
+        uncertainty=uncertainty,
     )
     path = write_record(results_dir, record)
     log.info("wrote %s", path)
     return record, path, True
+
+
+def _intervals(
+    harness: Harness, ev: Evaluation, artefacts: Path, resamples: int
+) -> tuple[dict[str, dict[str, float | None]], dict[str, Any]]:
+    """Save the per-sample outcomes beside the record and bootstrap the headline metrics' 95 % intervals."""
+    if ev.outcomes is None:
+        return {}, {}
+    from benchmarks import uncertainty
+
+    _, sha256 = ev.outcomes.save(artefacts)
+    if resamples == 0:
+        return {}, uncertainty.describe(ev.outcomes, 0, uncertainty.DEFAULT_SEED, 0.0, sha256)
+    requested, cap = resamples, harness.max_resamples(ev.outcomes.arrays)
+    if cap is not None:
+        resamples = min(resamples, cap)
+    start = time.perf_counter()
+    point, metrics_ci = uncertainty.bootstrap(harness.metrics_from_counts, ev.outcomes, resamples)
+    for key, value in point.items():
+        recorded = ev.metrics.get(key)
+        undefined = value != value and (
+            recorded is None or recorded != recorded
+        )  # NaN point, None/NaN metric
+        if recorded != value and not undefined:
+            raise RuntimeError(
+                f"{harness.name}: {key} from the per-sample outcomes is {value!r}, the metric is "
+                f"{ev.metrics.get(key)!r} (a bug: the interval would not belong to the number)"
+            )
+    seconds = time.perf_counter() - start
+    log.info("%s: %d bootstrap resamples in %.2f s", harness.name, resamples, seconds)
+    described = uncertainty.describe(ev.outcomes, resamples, uncertainty.DEFAULT_SEED, seconds, sha256)
+    if resamples < requested:  # capped by the harness (a slow metric): say so
+        described["resamples_requested"] = requested
+    return metrics_ci, described
 
 
 def _check_reusable(record: ResultRecord, path: Path, encoder: Encoder, data_root: Path) -> None:

@@ -61,11 +61,17 @@ class PascalVOC20Dataset(PascalVOCDataset):
 
 @METRICS.register_module()
 class PerClassIoUMetric(IoUMetric):
-    """mmseg's IoUMetric (same mIoU/aAcc/mAcc) that also keeps per-class IoU/Acc in ``per_class`` and fails with
-    a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop them) and
-    on label maps whose size differs from their image's."""
+    """mmseg's IoUMetric (same mIoU/aAcc/mAcc) that also keeps per-class IoU/Acc in ``per_class``, the per-image
+    areas it summed in ``per_image`` (:func:`per_image_areas`) with the images' paths in ``image_paths``, and
+    fails with a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop
+    them) and on label maps whose size differs from their image's."""
 
     default_prefix = "seg"  # mmengine warns on every run when a metric has no prefix; run_config strips it
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.image_paths: list[str] = []  # of the images processed, in the order of ``results``
+        self.per_image: dict[str, np.ndarray] = {}
 
     def process(self, data_batch: Any, data_samples: Any) -> None:
         num_classes = len(self.dataset_meta["classes"])
@@ -86,8 +92,13 @@ class PerClassIoUMetric(IoUMetric):
                     f"ignore index {self.ignore_index})"
                 )
         super().process(data_batch, data_samples)
+        if not self.format_only:
+            self.image_paths.extend(str(sample.get("img_path", "")) for sample in data_samples)
 
     def compute_metrics(self, results: list) -> dict[str, float]:
+        # mmengine clears ``results`` after this call: keep the per-image areas (the per-sample outcomes)
+        self.per_image = per_image_areas(results)
+        self.image_paths = self.image_paths[: len(results)]
         metrics = super().compute_metrics(results)
         intersect, union, pred_area, label_area = (sum(column) for column in zip(*results, strict=True))
         per_class = self.total_area_to_metrics(
@@ -99,6 +110,25 @@ class PerClassIoUMetric(IoUMetric):
         }
         self.per_class["pixels"] = [int(v) for v in label_area]
         return metrics
+
+
+AREA_KEYS = ("intersect", "union", "pred_label", "label")  # the order of IoUMetric.intersect_and_union
+
+
+def per_image_areas(results: list) -> dict[str, np.ndarray]:
+    """IoUMetric's per-image results (one ``intersect_and_union`` tuple of float32 ``[C]`` histograms per image)
+    as integer arrays ``[n_images, C]`` named by ``AREA_KEYS``: int32 when every count fits, else int64. The
+    float32 histograms hold integers, so the arrays are exactly what mmseg sums (checked)."""
+    if not results:
+        return {}
+    out = {}
+    for key, column in zip(AREA_KEYS, zip(*results, strict=True), strict=True):
+        values = np.stack([np.asarray(v.cpu() if hasattr(v, "cpu") else v) for v in column])
+        if not (np.isfinite(values).all() and (values == np.floor(values)).all()):
+            raise RuntimeError(f"IoUMetric's per-image {key} areas are not whole pixel counts")
+        fits = np.abs(values).max(initial=0) <= np.iinfo(np.int32).max
+        out[key] = values.astype(np.int32 if fits else np.int64)
+    return out
 
 
 @HOOKS.register_module()

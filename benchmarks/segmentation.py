@@ -22,7 +22,10 @@ from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from adapters.encoder import Encoder
+    from benchmarks.uncertainty import Outcomes
 
 _ADE = {"dataset": "ADE20KDataset", "split": "validation", "max_long_side": 2048, "names": "dataset",
         "templates": "openai80", "dense_mode": "naive", "logit_scale": 100.0, "bg_threshold": None}  # fmt: skip
@@ -303,8 +306,12 @@ class SegADE20K(Harness):
             start = time.perf_counter()
             metrics, runner = run_config(cfg, model, work_dir, hooks)
             loop_s = time.perf_counter() - start
-        per_class = runner.test_evaluator.metrics[0].per_class
+        metric = runner.test_evaluator.metrics[0]
+        per_class = metric.per_class
         names = [synonyms[0] for synonyms in dataset_classes]
+        outcomes = seg_outcomes(metric, root, names)
+        if len(outcomes.units) != count:
+            raise RuntimeError(f"{self.name}: {len(outcomes.units)} per-image outcomes for {count} images")
         timing = model.timing
         extra = {
             "per_class_iou": dict(zip(names, per_class["IoU"], strict=True)),
@@ -332,7 +339,120 @@ class SegADE20K(Harness):
             num_samples=count,
             images_processed=timing["images"],
             extra=extra,
+            outcomes=outcomes,
         )
+
+    def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
+        """mIoU, aAcc and mAcc (percent, rounded to 2 decimals as mmseg's IoUMetric) of each resample, from the
+        count-weighted sums over images of the intersection, union and label areas (see
+        :func:`metrics_from_areas`; not a mean of per-image IoUs)."""
+        return metrics_from_areas(arrays, counts)
+
+    def per_class_from_counts(
+        self, arrays: dict[str, np.ndarray], counts: np.ndarray, metric: str = "IoU"
+    ) -> np.ndarray:
+        """Per-class IoU (``metric="Acc"``: accuracy) in percent, unrounded, of each resample: ``[B, C]`` with
+        NaN where a class's denominator is 0, classes in the order of ``arrays["classes"]``. With all counts 1
+        it equals the record's ``extra["per_class_iou"]`` (``per_class_acc``), None there being NaN here. For
+        per-class intervals and paired per-class deltas (same ``counts`` for both models)."""
+        return per_class_from_areas(arrays, counts, metric)
+
+
+def seg_outcomes(metric, root: Path, classes: list[str]) -> Outcomes:
+    """The per-sample outcomes of a run: per image (units: image paths relative to the dataset root, in dataset
+    order), per class, the pixel counts mmseg's IoUMetric summed (``intersect``, ``union``, ``pred_label``,
+    ``label``: integer ``[n_images, C]``), the class names, and the metric's ``nan_to_num`` (NaN: none)."""
+    import numpy as np
+
+    from benchmarks.uncertainty import Outcomes
+
+    units = [os.path.relpath(os.path.abspath(p), os.path.abspath(root)) for p in metric.image_paths]
+    arrays = dict(metric.per_image)
+    arrays["classes"] = np.asarray(classes, dtype=str)
+    arrays["nan_to_num"] = np.asarray(np.nan if metric.nan_to_num is None else metric.nan_to_num, np.float64)
+    return Outcomes("image", units, arrays)
+
+
+# The totals of float32 areas that mmseg adds up stay exact while they are at most 2**24.
+_FLOAT32_EXACT = 2**24
+
+
+def summed_areas(areas: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``[B, C]`` float32: for each resample, the areas ``[n, C]`` of its images summed as IoUMetric sums them
+    (``sum()`` of float32 tensors, one image after another in dataset order, an image drawn k times added k
+    times). Exact integer sums where they are at most 2**24 (float32 adds integers exactly up to there); the
+    classes and resamples beyond that are added up in float32 in that order, so that the rounding is mmseg's."""
+    import numpy as np
+
+    exact = counts.astype(np.float64) @ areas.astype(np.float64)  # integers < 2**53: exact in any order
+    out = exact.astype(np.float32)
+    over = exact > _FLOAT32_EXACT
+    if over.any():
+        rows, cols = np.flatnonzero(over.any(axis=1)), np.flatnonzero(over.any(axis=0))
+        drawn, values = counts[rows], areas[:, cols].astype(np.float32)
+        total = np.zeros((len(rows), len(cols)), np.float32)
+        for i in range(areas.shape[0]):
+            for k in range(int(drawn[:, i].max(initial=0))):
+                total = np.where((drawn[:, i] > k)[:, None], total + values[i], total)
+        out[np.ix_(rows, cols)] = total
+    return out
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, nan_to_num: float) -> np.ndarray:
+    """float32 ``numerator / denominator`` (0/0 is NaN), as torch divides the float32 totals."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = numerator / denominator
+    return ratio if np.isnan(nan_to_num) else np.nan_to_num(ratio, nan=nan_to_num)
+
+
+def per_class_from_areas(
+    arrays: dict[str, np.ndarray], counts: np.ndarray, metric: str = "IoU"
+) -> np.ndarray:
+    """Per-class ``IoU`` (intersection / union) or ``Acc`` (intersection / label area) of the summed areas of
+    each resample, in percent (float32 ratio times 100 in float64, as the record's per-class values), unrounded:
+    ``[B, C]``, NaN where the denominator is 0 (unless the metric had a ``nan_to_num``)."""
+    import numpy as np
+
+    if metric not in ("IoU", "Acc"):
+        raise ValueError(f"per-class metric {metric!r}: expected IoU or Acc")
+    denominator = arrays["union"] if metric == "IoU" else arrays["label"]
+    ratio = _ratio(
+        summed_areas(arrays["intersect"], counts),
+        summed_areas(denominator, counts),
+        float(arrays["nan_to_num"]),
+    )
+    return ratio.astype(np.float64) * 100
+
+
+def metrics_from_areas(arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
+    """mIoU, aAcc, mAcc ``[B]`` of each resample, computed as mmseg's ``IoUMetric.compute_metrics`` and
+    ``total_area_to_metrics`` compute them from the summed areas: per-class IoU = ΣI / ΣU and Acc = ΣI / Σlabel
+    and aAcc = ΣI / Σlabel over all classes (float32, as torch), means = ``np.nanmean`` over the classes (NaN for
+    a 0 denominator), then ``np.round(x * 100, 2)`` in float32. The reductions over classes run per resample on
+    fresh 1-D arrays, as mmseg's do, so that with all counts 1 the result is the record's metric bit for bit."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    nan_to_num = float(arrays["nan_to_num"])
+    intersect = summed_areas(arrays["intersect"], counts)
+    union = summed_areas(arrays["union"], counts)
+    label = summed_areas(arrays["label"], counts)
+    iou, acc = _ratio(intersect, union, nan_to_num), _ratio(intersect, label, nan_to_num)
+    out = {key: np.full(len(counts), np.nan) for key in ("mIoU", "aAcc", "mAcc")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with every class undefined: NaN
+        for b in range(len(counts)):
+            # torch's float32 sum over the classes, on a fresh tensor as mmseg's totals are
+            all_acc = (torch.tensor(intersect[b]).sum() / torch.tensor(label[b]).sum()).numpy()
+            if not np.isnan(nan_to_num):
+                all_acc = np.nan_to_num(all_acc, nan=nan_to_num)
+            for key, value in (("aAcc", all_acc), ("mIoU", iou[b].copy()), ("mAcc", acc[b].copy())):
+                out[key][b] = np.round(np.nanmean(value) * 100, 2)
+    return out
 
 
 register(SegADE20K())

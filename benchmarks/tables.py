@@ -2,25 +2,43 @@
 
 Every number comes from one result record. Records that would share a cell but differ in protocol get separate
 rows that name the protocol; two records for the very same cell are refused, never averaged or picked silently.
+
+Gains over the baseline carry a 95 % interval from a *paired* bootstrap over the records' per-sample outcomes (the
+same resampled units for the model and the baseline, :mod:`benchmarks.uncertainty`); aliases of one recipe's
+seeds (``NAME-s0``, ``NAME-s1``, ...) form one column, their mean ± std. The numeric frames keep intervals and
+stds in auxiliary columns named in ``DataFrame.attrs`` (CSV keeps them as columns); Markdown and LaTeX fold them
+into the cells (``mean ± std``, a ``gain 95% CI`` column, bold gains whose interval excludes 0).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import re
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from benchmarks.records import ResultRecord, protocol_hash, read_record
+from benchmarks import uncertainty
+from benchmarks.records import ResultRecord, artefacts_dir, protocol_hash, read_record
 from benchmarks.registry import Harness
+from benchmarks.uncertainty import Outcomes
 from silc.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LAYOUTS = ("main", "ablation", "full")
 FORMATS = ("md", "latex", "csv")
+LATEX_STD = ("small", "plain")
+# aliases of one recipe's training seeds: NAME-s0, NAME-s1, ... (group 1: the recipe's name)
+SEED_PATTERN = r"^(.*)-s(\d+)$"
+STD, LOW, HIGH = "_std", "_low", "_high"
 
 
 @dataclass(frozen=True)
@@ -189,17 +207,88 @@ def _ordered_rows(rows: list[RowKey], names: dict[RowKey, tuple[str, str]]) -> l
     )
 
 
-def _models(loaded: list[LoadedRecord], baseline: str | None) -> tuple[list[str], str | None]:
-    """(non-baseline models sorted, baseline); an explicit baseline that has no record is a UserError."""
-    models = sorted({lr.record.model for lr in loaded})
-    if baseline is not None and baseline not in models:
-        raise UserError(f"--baseline {baseline!r}: no records for that model; models: {', '.join(models)}")
-    return [m for m in models if m != baseline], baseline
+@dataclass(frozen=True)
+class Model:
+    """A table column: one model alias, or the aliases of one recipe's seeds (``members``), shown as one."""
+
+    name: str
+    members: tuple[str, ...]
+
+    @property
+    def is_group(self) -> bool:
+        return len(self.members) > 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (n={len(self.members)})" if self.is_group else self.name
 
 
-def default_baseline(loaded: list[LoadedRecord]) -> str | None:
-    """The baseline when none is named: a model aliased 'clip' if there is one."""
-    return "clip" if any(lr.record.model == "clip" for lr in loaded) else None
+def _natural(alias: str) -> list[Any]:
+    """Sort key that puts ``x-s2`` before ``x-s10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", alias)]
+
+
+def seed_groups(aliases: list[str] | set[str], pattern: str | None = SEED_PATTERN) -> list[Model]:
+    """The table's models: aliases whose whole name matches ``pattern`` (a regex whose first group, or the group
+    named ``name``, is the recipe) and share a recipe with another alias form one group; others stay alone.
+    ``pattern`` None: no groups."""
+    aliases = sorted(set(aliases), key=_natural)
+    if pattern is None:
+        return [Model(a, (a,)) for a in sorted(aliases)]
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise UserError(f"--group {pattern!r}: not a regular expression ({e})") from None
+    if rx.groups < 1:
+        raise UserError(
+            f"--group {pattern!r}: needs a capturing group for the recipe name, e.g. {SEED_PATTERN!r}"
+        )
+    recipes: dict[str, list[str]] = defaultdict(list)
+    alone: list[str] = []
+    for alias in aliases:
+        m = rx.fullmatch(alias)
+        name = (m.group("name") if "name" in rx.groupindex else m.group(1)) if m else None
+        (recipes[name].append(alias) if name else alone.append(alias))
+    models = [Model(a, (a,)) for a in alone]
+    for name, members in recipes.items():
+        if len(members) == 1:
+            models.append(Model(members[0], (members[0],)))
+        elif name in alone:
+            raise UserError(
+                f"alias {name!r} and the seeds {', '.join(members)} share the name {name!r}; rename one or "
+                "pass --no-group"
+            )
+        else:
+            models.append(Model(name, tuple(members)))
+    return sorted(models, key=lambda m: m.name)
+
+
+def _models(
+    loaded: list[LoadedRecord], baseline: str | None, group: str | None = SEED_PATTERN
+) -> tuple[list[Model], Model | None]:
+    """(non-baseline models sorted, baseline); an explicit baseline that has no record is a UserError. The
+    baseline may name a seed group."""
+    models = seed_groups({lr.record.model for lr in loaded}, group)
+    if baseline is None:
+        return models, None
+    by_name = {m.name: m for m in models}
+    if baseline not in by_name:
+        owner = next((m for m in models if baseline in m.members), None)
+        if owner is not None:
+            raise UserError(
+                f"--baseline {baseline!r} is one seed of {owner.label}; pass --baseline {owner.name} "
+                "(or --no-group)"
+            )
+        raise UserError(
+            f"--baseline {baseline!r}: no records for that model; models: {', '.join(m.name for m in models)}"
+        )
+    return [m for m in models if m.name != baseline], by_name[baseline]
+
+
+def default_baseline(loaded: list[LoadedRecord], group: str | None = SEED_PATTERN) -> str | None:
+    """The baseline when none is named: a model (or seed group) named 'clip' if there is one."""
+    names = {m.name for m in seed_groups({lr.record.model for lr in loaded}, group)}
+    return "clip" if "clip" in names else None
 
 
 def _gain(a: float | None, b: float | None) -> float | None:
@@ -207,43 +296,226 @@ def _gain(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 12)
 
 
-def main_table(loaded: list[LoadedRecord], baseline: str | None) -> pd.DataFrame:
-    """The paper's main results: benchmark, dataset, metric, each model, the baseline, and each model's gain."""
-    others, baseline = _models(loaded, baseline)
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and std (ddof=1) over seeds; a single value is itself (std None); any undefined seed: (None, None)."""
+    if not values or any(v is None for v in values):
+        return None, None
+    if len(values) == 1:
+        return values[0], None
+    return round(math.fsum(values) / len(values), 12), statistics.stdev(values)
+
+
+def _significant(low: float | None, high: float | None) -> bool:
+    """Whether an interval excludes 0 (an undefined one never does)."""
+    return low is not None and high is not None and (low > 0 or high < 0)
+
+
+def significant_column(gain_column: str) -> str:
+    """The CSV column saying whether ``gain_column``'s interval excludes 0: ``significant [model]``."""
+    return "significant" + gain_column.removeprefix("gain")
+
+
+class PairedGains:
+    """Paired-bootstrap intervals of gains from the records' per-sample outcomes.
+
+    ``resamples`` None: as many resamples as the records' own intervals used (their ``uncertainty`` block; the
+    fewest where the records of a comparison differ, e.g. AP records made with fewer), with their seed; 0: none. A record without outcomes (an old record, a harness that keeps none, an outcomes file
+    not copied with the record) gives no interval. Records of one comparison evaluated on different units are
+    refused, naming both.
+    """
+
+    def __init__(self, loaded: list[LoadedRecord], resamples: int | None = None) -> None:
+        if resamples is not None and (resamples < 0 or resamples == 1):
+            raise UserError("--bootstrap must be 0 (no intervals) or >= 2")
+        self.resamples = resamples
+        self.by_cell = {
+            (
+                lr.record.model,
+                lr.record.benchmark,
+                protocol_hash(lr.record.protocol),
+                lr.record.dataset_root,
+            ): lr
+            for lr in loaded
+        }
+        self._outcomes: dict[Path, Outcomes | None] = {}
+        self._cache: dict[tuple, dict[str, np.ndarray] | None] = {}
+        self.active = any(self.resamples_for([lr]) > 0 for lr in loaded if self._declares(lr))
+
+    @staticmethod
+    def _declares(lr: LoadedRecord) -> bool:
+        return bool(lr.record.uncertainty.get("outcomes"))
+
+    def resamples_for(self, lrs: list[LoadedRecord]) -> int:
+        if self.resamples is not None:
+            return self.resamples
+        return min(int(lr.record.uncertainty.get("resamples", uncertainty.DEFAULT_RESAMPLES)) for lr in lrs)
+
+    @staticmethod
+    def seed_for(lrs: list[LoadedRecord]) -> int:
+        return int(lrs[0].record.uncertainty.get("seed", uncertainty.DEFAULT_SEED))
+
+    def records(self, key: RowKey, model: Model) -> list[LoadedRecord] | None:
+        """The records of ``model``'s members in ``key``'s row (None if a member has none)."""
+        lrs = [
+            self.by_cell.get((a, key.benchmark, key.protocol_hash, key.dataset_root)) for a in model.members
+        ]
+        return None if any(lr is None for lr in lrs) else lrs
+
+    @staticmethod
+    def check_units(lrs: list[LoadedRecord]) -> None:
+        """Refuse records that were evaluated on different units (their ``units_sha256`` differ)."""
+        first = next((lr for lr in lrs if lr.record.uncertainty.get("units_sha256")), None)
+        for lr in lrs:
+            a, b = first.record.uncertainty if first else {}, lr.record.uncertainty
+            if first and b.get("units_sha256") and b["units_sha256"] != a["units_sha256"]:
+                raise UserError(
+                    f"cannot pair {first.path} with {lr.path}: evaluated on different units ("
+                    f"{a.get('num_units')} vs {b.get('num_units')} {a.get('unit') or 'units'}, units sha256 "
+                    f"{a['units_sha256'][:12]} vs {b['units_sha256'][:12]}); compare records of the same dataset"
+                )
+
+    def outcomes(self, lr: LoadedRecord) -> Outcomes | None:
+        """The record's per-sample outcomes (None when it has none or the file was not kept with it); a file that
+        does not match its record is a UserError."""
+        if not self._declares(lr):
+            return None
+        path = artefacts_dir(lr.path) / str(lr.record.uncertainty["outcomes"])
+        if path not in self._outcomes:
+            self._outcomes[path] = self._load(lr, path) if path.is_file() else None
+        return self._outcomes[path]
+
+    @staticmethod
+    def _load(lr: LoadedRecord, path: Path) -> Outcomes:
+        data = path.read_bytes()
+        want = lr.record.uncertainty.get("outcomes_sha256")
+        if want and hashlib.sha256(data).hexdigest() != want:
+            raise UserError(
+                f"{path}: per-sample outcomes do not match their record {lr.path} (sha256 differs)"
+            )
+        out = Outcomes.load(path, str(lr.record.uncertainty.get("unit", "")))
+        if out.units_sha256 != lr.record.uncertainty.get("units_sha256", out.units_sha256):
+            raise UserError(f"{path}: per-sample outcomes do not match their record {lr.path} (units differ)")
+        return out
+
+    def replicates(self, key: RowKey, models: list[Model]) -> list[dict[str, np.ndarray]] | None:
+        """Bootstrap replicates of the headline metrics of each of ``models`` (seeds averaged per resample) in
+        ``key``'s row, all on the same resampled units; None where an interval cannot be had."""
+        groups = [self.records(key, m) for m in models]
+        if any(g is None for g in groups):
+            return None
+        lrs = [lr for g in groups for lr in g]
+        self.check_units(lrs)
+        cache_key = (key.benchmark, key.protocol_hash, key.dataset_root, tuple(m.members for m in models))
+        if cache_key not in self._cache:
+            self._cache[cache_key] = None
+            harness = _harness(key.benchmark)
+            outcomes = [[self.outcomes(lr) for lr in g] for g in groups]
+            resamples = self.resamples_for(lrs) if all(self._declares(lr) for lr in lrs) else 0
+            if harness is not None and resamples > 0 and all(o is not None for g in outcomes for o in g):
+                with contextlib.suppress(NotImplementedError):  # a harness that keeps no outcomes yet
+                    self._cache[cache_key] = uncertainty.paired_replicates(
+                        harness.metrics_from_counts, outcomes, resamples, self.seed_for(lrs)
+                    )
+        return self._cache[cache_key]
+
+    def gain_interval(self, key: RowKey, model: Model, base: Model) -> tuple[float | None, float | None]:
+        """(low, high) of the 95 % paired-bootstrap interval of ``model`` − ``base`` on ``key``'s metric."""
+        reps = self.replicates(key, [model, base])
+        if reps is None or key.metric not in reps[0] or key.metric not in reps[1]:
+            return None, None
+        ci = uncertainty.interval(reps[0][key.metric] - reps[1][key.metric])
+        low, high = ci["low"], ci["high"]
+        return (None, None) if low is None or high is None else (round(low, 12), round(high, 12))
+
+
+def _put(
+    row: dict[str, Any], column: str, model: Model, values: dict[str, float | None], stds: dict[str, str]
+) -> float | None:
+    """``model``'s value in ``row`` (a group's mean, and its std in ``column + STD``, noted in ``stds``)."""
+    mean, std = _mean_std([values.get(a) for a in model.members])
+    row[column] = mean
+    if model.is_group:
+        row[column + STD] = std
+        stds[column] = column + STD
+    return mean
+
+
+def main_table(
+    loaded: list[LoadedRecord],
+    baseline: str | None,
+    group: str | None = SEED_PATTERN,
+    resamples: int | None = None,
+) -> pd.DataFrame:
+    """The paper's main results: benchmark, dataset, metric, each model, the baseline, and each model's gain,
+    with the gain's paired-bootstrap interval (``gain_low``/``gain_high``) and ``significant`` when any record
+    has per-sample outcomes."""
+    others, base = _models(loaded, baseline, group)
     cells, names = _collect(loaded, key_only=True)
-    rows = []
+    pairing = PairedGains(loaded, resamples) if base is not None else None
+    with_ci = pairing is not None and pairing.active
+    gains = {m.label: "gain" if len(others) == 1 else f"gain {m.label}" for m in others} if base else {}
+    rows, stds = [], {}
     for key in _ordered_rows(list(cells), names):
         vals = cells[key]
         row: dict[str, Any] = {"benchmark": names[key][0], "dataset": names[key][1], "metric": key.metric}
-        for m in others:
-            row[m] = vals.get(m)
-        if baseline is not None:
-            row[f"{baseline} (baseline)"] = vals.get(baseline)
+        means = {m.label: _put(row, m.label, m, vals, stds) for m in others}
+        if base is not None and pairing is not None:
+            base_mean = _put(row, f"{base.label} (baseline)", base, vals, stds)
             for m in others:
-                row["gain" if len(others) == 1 else f"gain {m}"] = _gain(vals.get(m), vals.get(baseline))
+                g = gains[m.label]
+                row[g] = _gain(means[m.label], base_mean)
+                ours, theirs = pairing.records(key, m), pairing.records(key, base)
+                if ours and theirs:
+                    pairing.check_units(ours + theirs)
+                if with_ci:
+                    low, high = pairing.gain_interval(key, m, base) if row[g] is not None else (None, None)
+                    row[g + LOW], row[g + HIGH] = low, high
+                    row[significant_column(g)] = _significant(low, high)
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["gains"] = gains
+    df.attrs["intervals"] = (
+        {g: (g + LOW, g + HIGH, significant_column(g)) for g in gains.values()} if with_ci else {}
+    )
+    df.attrs["std"] = stds
+    return df
 
 
-def ablation_table(loaded: list[LoadedRecord], baseline: str | None) -> pd.DataFrame:
-    """Configurations (models) as rows, the key metric of every benchmark/protocol as columns."""
-    others, baseline = _models(loaded, baseline)
+def ablation_table(
+    loaded: list[LoadedRecord], baseline: str | None, group: str | None = SEED_PATTERN
+) -> pd.DataFrame:
+    """Configurations (models; a seed group as one row, mean ± std) as rows, the key metric of every
+    benchmark/protocol as columns."""
+    others, base = _models(loaded, baseline, group)
     cells, names = _collect(loaded, key_only=True)
-    order = ([baseline] if baseline else []) + others
+    order = ([base] if base else []) + others
+    any_group = any(m.is_group for m in order)
     columns = {}
     for key in _ordered_rows(list(cells), names):
         columns[f"{names[key][0]} {key.metric}"] = cells[key]
-    rows = [{"configuration": m, **{c: vals.get(m) for c, vals in columns.items()}} for m in order]
-    return pd.DataFrame(rows)
+    rows, stds = [], {}
+    for m in order:
+        row: dict[str, Any] = {"configuration": m.label}
+        for c, vals in columns.items():
+            _put(row, c, m, vals, stds)
+            if any_group:
+                row.setdefault(c + STD, None)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.attrs["std"] = stds
+    return df
 
 
-def full_table(loaded: list[LoadedRecord], baseline: str | None) -> pd.DataFrame:
-    """Every metric of every protocol: one row per (benchmark, protocol, dataset, metric), one column per model."""
-    others, baseline = _models(loaded, baseline)
+def full_table(
+    loaded: list[LoadedRecord], baseline: str | None, group: str | None = SEED_PATTERN
+) -> pd.DataFrame:
+    """Every metric of every protocol: one row per (benchmark, protocol, dataset, metric), one column per model
+    alias (every seed), and after a seed group's seeds its mean ± std."""
+    others, base = _models(loaded, baseline, group)
     cells, names = _collect(loaded, key_only=False)
     by_hash = {protocol_hash(lr.record.protocol): lr.record for lr in loaded}
-    order = others + ([baseline] if baseline else [])
-    rows = []
+    order = others + ([base] if base else [])
+    rows, stds = [], {}
     for key in _ordered_rows(list(cells), names):
         rec = by_hash[key.protocol_hash]
         row: dict[str, Any] = {
@@ -253,19 +525,32 @@ def full_table(loaded: list[LoadedRecord], baseline: str | None) -> pd.DataFrame
             "dataset": names[key][1],
             "metric": key.metric,
         }
-        row.update({m: cells[key].get(m) for m in order})
+        for m in order:
+            row.update({a: cells[key].get(a) for a in m.members})
+            if m.is_group:
+                _put(row, m.label, m, cells[key], stds)
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["std"] = stds
+    return df
 
 
 def build_table(
-    loaded: list[LoadedRecord], layout: str = "main", baseline: str | None = None
+    loaded: list[LoadedRecord],
+    layout: str = "main",
+    baseline: str | None = None,
+    group: str | None = SEED_PATTERN,
+    resamples: int | None = None,
 ) -> pd.DataFrame:
-    """The numeric table for ``layout`` (undefined values are None)."""
-    builders = {"main": main_table, "ablation": ablation_table, "full": full_table}
-    if layout not in builders:
+    """The numeric table for ``layout`` (undefined values are None). ``group``: the seed-alias pattern (None: no
+    groups); ``resamples``: bootstrap resamples for the gains' intervals (None: as the records', 0: none)."""
+    if layout not in LAYOUTS:
         raise UserError(f"unknown table layout {layout!r}; known: {', '.join(LAYOUTS)}")
-    return builders[layout](loaded, baseline)
+    if layout == "main":
+        return main_table(loaded, baseline, group, resamples)
+    if layout == "ablation":
+        return ablation_table(loaded, baseline, group)
+    return full_table(loaded, baseline, group)
 
 
 TEXT_COLUMNS = frozenset({"benchmark", "dataset", "metric", "protocol", "protocol_hash", "configuration"})
@@ -297,10 +582,13 @@ def _decimals(values: list[Any], benchmark: str | None = None) -> int:
 
 def format_numbers(df: pd.DataFrame, layout: str) -> pd.DataFrame:
     """Numbers as text, signed gains, 'n/a' if undefined; the decimals follow the scale of each benchmark's rows
-    (each column in the ablation layout), so one benchmark's numbers line up."""
+    (each column in the ablation layout, a std column as its mean's), so one benchmark's numbers line up."""
     cols = _numeric_columns(df)
     if layout == "ablation" or "benchmark" not in df.columns:
         by_col = {c: _decimals(list(df[c])) for c in cols}
+        for c, s in df.attrs.get("std", {}).items():
+            if c in by_col and s in by_col:
+                by_col[s] = by_col[c]
         decimals = {(i, c): by_col[c] for i in df.index for c in cols}
     else:
         groups = df.groupby("benchmark", sort=False).groups
@@ -317,19 +605,79 @@ def format_numbers(df: pd.DataFrame, layout: str) -> pd.DataFrame:
     return out
 
 
-def render(df: pd.DataFrame, fmt: str, layout: str) -> str:
-    """The table as Markdown, a LaTeX tabular, or CSV (CSV keeps full precision)."""
+def latex_escape(text: str) -> str:
+    """``text`` safe in LaTeX (pandas' ``escape="latex"`` rules: & % $ # _ { } ~ ^ \\)."""
+    mark = "\x00"
+    return (
+        text.replace("\\", mark)
+        .replace(mark + " ", mark + "\\space ")
+        .replace("&", "\\&")
+        .replace("%", "\\%")
+        .replace("$", "\\$")
+        .replace("#", "\\#")
+        .replace("_", "\\_")
+        .replace("{", "\\{")
+        .replace("}", "\\}")
+        .replace("~ ", "~\\space ")
+        .replace("~", "\\textasciitilde ")
+        .replace("^ ", "^\\space ")
+        .replace("^", "\\textasciicircum ")
+        .replace(mark, "\\textbackslash ")
+    )
+
+
+def ci_column(gain_column: str) -> str:
+    """The Markdown/LaTeX column holding ``gain_column``'s interval: ``gain [model] 95% CI``."""
+    return f"{gain_column} {round(uncertainty.CONFIDENCE * 100)}% CI"
+
+
+def _fold(df: pd.DataFrame, text: pd.DataFrame, fmt: str, latex_std: str) -> tuple[pd.DataFrame, set[str]]:
+    """Fold the auxiliary columns into the text: ``mean ± std`` cells, a ``gain 95% CI`` column after each gain,
+    the gains whose interval excludes 0 in bold. Returns the text and its right-aligned columns."""
+    right = set(_numeric_columns(df))
+    if fmt == "latex":
+        text = text.map(lambda v: latex_escape(v) if isinstance(v, str) else v)
+        bold = "\\textbf{{{}}}".format
+        pm = "{{\\scriptsize $\\pm${}}}".format if latex_std == "small" else " $\\pm$ {}".format
+    else:
+        bold = "**{}**".format
+        pm = " ± {}".format
+    drop: set[str] = set()
+    for column, std in df.attrs.get("std", {}).items():
+        text[column] = [
+            v if v == "n/a" or s == "n/a" else f"{v}{pm(s)}"
+            for v, s in zip(text[column], text[std], strict=True)
+        ]
+        drop.add(std)
+    order = [c for c in text.columns]
+    for gain, (low, high, sig) in df.attrs.get("intervals", {}).items():
+        ci = ci_column(gain)
+        text[ci] = [
+            "n/a" if "n/a" in (a, b) else f"[{a}, {b}]" for a, b in zip(text[low], text[high], strict=True)
+        ]
+        text[gain] = [bold(v) if bool(s) else v for v, s in zip(text[gain], df[sig], strict=True)]
+        order.insert(order.index(gain) + 1, ci)
+        right.add(ci)
+        drop.update((low, high, sig))
+    return text[[c for c in order if c not in drop]], right
+
+
+def render(df: pd.DataFrame, fmt: str, layout: str, latex_std: str = "small") -> str:
+    r"""The table as Markdown, a LaTeX tabular, or CSV (CSV keeps full precision and the auxiliary columns:
+    ``<model>_std``, ``gain_low``, ``gain_high``, ``significant``). ``latex_std``: ``small`` prints a seed group's
+    ``mean{\scriptsize $\pm$std}`` as papers do, ``plain`` ``mean $\pm$ std``."""
     if fmt not in FORMATS:
         raise UserError(f"unknown table format {fmt!r}; known: {', '.join(FORMATS)}")
+    if latex_std not in LATEX_STD:
+        raise UserError(f"unknown --latex-std {latex_std!r}; known: {', '.join(LATEX_STD)}")
     if df.empty:
         raise UserError("no metrics to tabulate")
     if fmt == "csv":
         return df.to_csv(index=False)
-    text = format_numbers(df, layout)
-    numeric = set(_numeric_columns(df))
-    align = ["right" if c in numeric else "left" for c in df.columns]
+    text, right = _fold(df, format_numbers(df, layout), fmt, latex_std)
+    align = ["right" if c in right else "left" for c in text.columns]
     if fmt == "md":
         return text.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
     column_format = "".join("r" if a == "right" else "l" for a in align)
-    styler = text.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    styler = text.style.hide(axis="index").format_index(escape="latex", axis=1)
     return styler.to_latex(hrules=True, column_format=column_format)

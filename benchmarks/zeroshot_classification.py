@@ -12,11 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.options import HarnessOptions, option
 from benchmarks.readers.classification import TEMPLATE_CHOICES, read_class_meta, read_classification
+from benchmarks.readers.images import unit_ids
 from benchmarks.registry import Evaluation, Harness, register
 from silc.kernel.precision import CHOICES as PRECISIONS
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from adapters.encoder import Encoder
+    from benchmarks.uncertainty import Outcomes
 
 LOGIT_SCALE = 100.0  # clip_benchmark's fixed scale (does not change any metric, kept for identical logits)
 
@@ -96,6 +100,7 @@ class ZeroShotClassification(Harness):
         target = torch.tensor(data.labels)
         acc = topk_accuracy(logits, target, protocol["top_k"])
         pred = logits.argmax(dim=1)
+        outcomes = self._outcomes(logits, target, pred, protocol["top_k"], unit_ids(data.refs, data_root))
         metrics: dict[str, Any] = {f"acc{k}": v for k, v in acc.items()}
         metrics["mean_per_class_recall"] = mean_per_class_recall(pred, target)
         notes = [
@@ -111,7 +116,50 @@ class ZeroShotClassification(Harness):
             "text_features_from_cache": text.from_cache,
             "num_prompts": len(prompts),
         }
-        return Evaluation(metrics, data.meta.split, len(data.refs), images.encoded, extra)
+        return Evaluation(metrics, data.meta.split, len(data.refs), images.encoded, extra, outcomes)
+
+    @staticmethod
+    def _outcomes(logits, target, pred, top_k: list[int], units: list[str]) -> Outcomes:
+        """Per image: its label, the top-1 prediction and whether the label is in the top k (one column per k;
+        all False for a k beyond the class count, whose accuracy is undefined)."""
+        import numpy as np
+
+        from benchmarks.uncertainty import Outcomes
+
+        valid = [k for k in top_k if k <= logits.shape[1]]
+        hits = np.zeros((len(target), len(top_k)), dtype=bool)
+        if valid:
+            ranked = logits.topk(max(valid), dim=1, largest=True, sorted=True).indices.eq(target.view(-1, 1))
+            for j, k in enumerate(top_k):
+                if k in valid:
+                    hits[:, j] = ranked[:, :k].any(dim=1).numpy()
+        arrays = {"target": target.numpy(), "pred": pred.numpy(), "top_k": np.asarray(top_k), "hits": hits}
+        arrays["num_classes"] = np.asarray(logits.shape[1])
+        return Outcomes("image", units, arrays)
+
+    def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
+        """acc@k = drawn images with the label in the top k / drawn images; mean per-class recall = the mean,
+        over the classes drawn at least once, of each class's drawn correct / drawn (summed in class order, as the
+        metric is)."""
+        import numpy as np
+
+        weights = counts.astype(np.float64)
+        total = weights.sum(axis=1)
+        out: dict[str, np.ndarray] = {}
+        for j, k in enumerate(arrays["top_k"].tolist()):
+            defined = k <= int(arrays["num_classes"])
+            out[f"acc{k}"] = (
+                weights @ arrays["hits"][:, j] / total if defined else np.full(len(counts), np.nan)
+            )
+        target, pred = arrays["target"], arrays["pred"]
+        classes = np.arange(int(arrays["num_classes"]))
+        member = target[:, None] == classes[None, :]  # [n, C]
+        drawn = weights @ member  # [B, C]
+        correct = weights @ (member & (pred == target)[:, None])
+        present = drawn > 0
+        recall = np.where(present, correct / np.where(present, drawn, 1.0), 0.0)
+        out["mean_per_class_recall"] = np.cumsum(recall, axis=1)[:, -1] / present.sum(axis=1)
+        return out
 
 
 register(ZeroShotClassification())

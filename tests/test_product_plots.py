@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.plots import plot_class_iou_deltas
-from benchmarks.records import write_record
+from benchmarks import uncertainty
+from benchmarks.plots import class_delta_intervals, plot_all, plot_class_iou_deltas
+from benchmarks.records import artefacts_dir, record_path, write_record
+from benchmarks.registry import harnesses
+from benchmarks.uncertainty import Outcomes
 from silc.errors import UserError
 from silc_bench.cli import main
 from tests.test_product_tables import make_record
@@ -52,3 +56,53 @@ def test_class_deltas_need_shared_classes() -> None:
 def test_plot_without_baseline_is_an_error(results: Path, tmp_path: Path, capsys) -> None:
     assert main(["plot", "--results", str(results), "--out", str(tmp_path / "p"), "--baseline", "nope"]) == 2
     assert "--baseline 'nope': no records for that model" in capsys.readouterr().err
+
+
+def _seg_with_outcomes(results: Path, model: str, intersect: np.ndarray, union: np.ndarray) -> Path:
+    """A segmentation record (the real harness's metrics and per-class IoU) with its per-image outcomes."""
+    harness = harnesses()["seg-ade20k"]
+    classes = ["sky", "grass"]
+    arrays = {
+        "intersect": intersect,
+        "union": union,
+        "pred_label": union - 1,
+        "label": union - 2,
+        "classes": np.asarray(classes),
+        "nan_to_num": np.asarray(np.nan),
+    }
+    outcomes = Outcomes("image", [f"img{i}.png" for i in range(len(union))], arrays)
+    point, ci = uncertainty.bootstrap(harness.metrics_from_counts, outcomes, 200)
+    ious = harness.per_class_from_counts(arrays, np.ones((1, len(union)), np.int64))[0]
+    extra = {"per_class_iou": dict(zip(classes, map(float, ious), strict=True))}
+    record = make_record(model, "seg-ade20k", "synth", SEG, point, "/d", extra)
+    path = record_path(results, model, record.benchmark, record.protocol_name, record.protocol)
+    _, sha = outcomes.save(artefacts_dir(path))
+    record.metrics_ci = ci
+    record.uncertainty = uncertainty.describe(outcomes, 200, 0, 0.01, sha)
+    return write_record(results, record)
+
+
+def test_plots_with_paired_intervals(tmp_path: Path) -> None:
+    from benchmarks.tables import PairedGains, load_results
+
+    rng = np.random.default_rng(0)
+    union = rng.integers(50, 100, (16, 2))
+    base_i = union // 4
+    # silc: sky far better on every image (an interval above 0), grass the same as clip (an interval [0, 0])
+    silc_i = np.stack([union[:, 0] * 3 // 4, base_i[:, 1]], axis=1)
+    d = tmp_path / "results"
+    base = _seg_with_outcomes(d, "clip", base_i, union)
+    model = _seg_with_outcomes(d, "silc", silc_i, union)
+    loaded = {lr.path: lr for lr in load_results(d)}
+    pairing = PairedGains(list(loaded.values()))
+    intervals = class_delta_intervals(loaded[model], loaded[base], pairing, ["sky", "grass"])
+    assert intervals is not None and intervals["sky"][0] > 40 and intervals["grass"] == (0.0, 0.0)
+    out = tmp_path / "plots"
+    written = plot_all(list(loaded.values()), "clip", out)
+    assert [p.name for p in written] == [
+        "gains.png",
+        f"seg-classes-silc-synth-{model.stem.split('.')[-1]}.png",
+    ]
+    for p in written:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.width > 200

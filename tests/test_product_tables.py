@@ -179,6 +179,9 @@ def test_cli_table_writes_file(results: Path, tmp_path: Path) -> None:
     [
         (["--baseline", "nope"], "--baseline 'nope': no records for that model"),
         (["--results", "/nonexistent/results"], "results folder does not exist"),
+        (["--bootstrap", "1"], "--bootstrap must be 0 (no intervals) or >= 2"),
+        (["--group", r"silc-s\d"], "needs a capturing group for the recipe name"),
+        (["--group", "(unclosed"], "not a regular expression"),
     ],
 )
 def test_cli_table_bad_inputs(results: Path, capsys, args, needle) -> None:

@@ -40,16 +40,23 @@ class ImageBoxes:
 
 @dataclass
 class BoxclsCounts:
-    """Per-class box totals and top-k hits for each feature source, plus each box's dense top-1 prediction."""
+    """Per-class box totals and top-k hits for each feature source, plus each box's dense top-1 prediction.
+
+    Also each box's own outcome, in classification order: ``box_hits[(source, k)]`` (bool chunks) and
+    ``box_images`` (the index of its image in the samples) — the per-sample outcomes the intervals resample."""
 
     num_classes: int
     totals: torch.Tensor = field(init=False)
     hits: dict[tuple[str, int], torch.Tensor] = field(init=False)
     predictions: dict[int, list[int]] = field(default_factory=dict)
+    box_labels: list[torch.Tensor] = field(default_factory=list)
+    box_images: list[torch.Tensor] = field(default_factory=list)
+    box_hits: dict[tuple[str, int], list[torch.Tensor]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.totals = torch.zeros(self.num_classes, dtype=torch.long)
         self.hits = {(s, k): torch.zeros(self.num_classes, dtype=torch.long) for s in SOURCES for k in (1, 5)}
+        self.box_hits = {key: [] for key in self.hits}
 
     def add(self, source: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Count top-1/top-5 hits of ``logits [N, C]``; returns the top-1 predictions."""
@@ -57,6 +64,7 @@ class BoxclsCounts:
         for k in (1, 5):
             hit = (top[:, :k] == labels[:, None]).any(dim=1)
             self.hits[(source, k)].index_add_(0, labels, hit.long())
+            self.box_hits[(source, k)].append(hit)
         return top[:, 0]
 
 
@@ -131,6 +139,8 @@ def classify_boxes(
         scaled = [s.boxes * torch.tensor([input_size / s.width, input_size / s.height] * 2) for s in batch]
         labels = torch.tensor([label for s in batch for label in s.labels])
         counts.totals.index_add_(0, labels, torch.ones_like(labels))
+        counts.box_labels.append(labels)
+        counts.box_images.append(torch.tensor([start + i for i, s in enumerate(batch) for _ in s.labels]))
         region = region_embeddings(dense, scaled, stride, roi_size)
         top1 = counts.add("dense", (region @ text.T).cpu(), labels)
         crops = torch.cat([crop_inputs(im, s.boxes, encoder) for im, s in zip(images, batch, strict=True)])
@@ -169,3 +179,63 @@ def summarize(
         for i in present
     }
     return metrics, {"per_class": per_class}
+
+
+def box_outcomes(
+    counts: BoxclsCounts, vocabulary: Sequence[str], base: Sequence[str], novel: Sequence[str]
+) -> dict[str, Any]:
+    """Per box (classification order): ``box_image`` (sample index), ``box_class`` (vocabulary index) and the
+    ``<source>_top<k>`` hits; per vocabulary class ``class_base`` / ``class_novel`` (as :func:`summarize` reads
+    the split). numpy arrays for :class:`benchmarks.uncertainty.Outcomes`."""
+    import numpy as np
+
+    def cat(chunks: list[torch.Tensor], dtype) -> np.ndarray:
+        return torch.cat(chunks).numpy().astype(dtype) if chunks else np.zeros(0, dtype)
+
+    arrays = {"box_image": cat(counts.box_images, np.int32), "box_class": cat(counts.box_labels, np.int32)}
+    for (source, k), chunks in counts.box_hits.items():
+        arrays[f"{source}_top{k}"] = cat(chunks, bool)
+    arrays["class_base"] = np.asarray([name in set(base) for name in vocabulary], dtype=bool)
+    arrays["class_novel"] = np.asarray([name in set(novel) for name in vocabulary], dtype=bool)
+    return arrays
+
+
+def metrics_from_counts(arrays: dict[str, Any], counts: Any) -> dict[str, Any]:
+    """:func:`summarize`'s metrics for each resample of images (``counts [B, images]``): per class, drawn hits /
+    drawn boxes * 100 (integer sums in float64, the same two float operations); per subset, the mean over its
+    classes with at least one drawn box, summed by torch's row reduction over the subset's classes with boxes in
+    the full set (bit-equal to summarize's ``acc[idx].mean()`` when every image is drawn once; a class not
+    drawn adds an exact 0). An undefined mean (no class of the subset drawn) is NaN."""
+    import numpy as np
+
+    weights = counts.astype(np.float64)
+    n_img = counts.shape[1]
+    num_classes = len(arrays["class_base"])
+    cell = arrays["box_image"].astype(np.intp) * num_classes + arrays["box_class"].astype(np.intp)
+
+    def per_image(values: np.ndarray | None) -> np.ndarray:  # [images, classes] box counts (of hits)
+        flat = np.bincount(cell, weights=values, minlength=n_img * num_classes)
+        return flat.reshape(n_img, num_classes).astype(np.float64)
+
+    boxes = per_image(None)
+    totals = weights @ boxes  # [B, C]
+    in_data = boxes.sum(axis=0) > 0
+    subsets = {
+        "base": np.flatnonzero(in_data & arrays["class_base"]),
+        "novel": np.flatnonzero(in_data & arrays["class_novel"]),
+        "all": np.flatnonzero(in_data),
+    }
+    drawn = (totals > 0).astype(np.float64)
+    out: dict[str, Any] = {}
+    for source in SOURCES:
+        for k in (1, 5):
+            hits = weights @ per_image(arrays[f"{source}_top{k}"].astype(np.float64))
+            acc = hits / np.maximum(totals, 1.0) * 100
+            for subset, idx in subsets.items():
+                if not len(idx):
+                    out[f"{source}_top{k}_{subset}"] = np.full(len(counts), np.nan)
+                    continue
+                total = torch.from_numpy(np.ascontiguousarray(acc[:, idx])).sum(dim=1).numpy()
+                with np.errstate(invalid="ignore"):
+                    out[f"{source}_top{k}_{subset}"] = total / drawn[:, idx].sum(axis=1)
+    return out

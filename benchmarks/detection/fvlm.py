@@ -16,11 +16,12 @@ from mmengine.runner import Runner
 from adapters.encoder import Encoder
 from adapters.mmdet import WEIGHTS_FILE, live_encoder, load_detector_weights
 from benchmarks.detection.boxcls import load_rgb
-from benchmarks.detection.cocoeval import evaluate_boxes
+from benchmarks.detection.cocoeval import evaluate_boxes_with_outcomes
 from benchmarks.detection.visualize import draw_boxes, save_png
 from benchmarks.mm_logs import logs_to_stderr
 from benchmarks.ov_coco import SPLIT_FILE, VAL_FILE, OVSplit, load_coco, write_ov_coco
 from benchmarks.registry import Evaluation
+from benchmarks.uncertainty import Outcomes
 
 log = logging.getLogger(__name__)
 VIS_SCORE = 0.3  # --visualize draws detections at least this confident (at most VIS_MAX per image)
@@ -86,9 +87,14 @@ def evaluate_fvlm(
     dets_path = work / "dets.bbox.json"
     detections = json.loads(dets_path.read_text()) if dets_path.is_file() else []
     ids = {c["name"]: c["id"] for c in gt["categories"]}
-    metrics, detail = evaluate_boxes(
+    metrics, detail, matches = evaluate_boxes_with_outcomes(
         gt, detections, [ids[n] for n in split.base], [ids[n] for n in split.novel]
     )
+    outcomes = None  # without detections no COCOeval runs: no intervals
+    if matches is not None:
+        files = {image["id"]: image["file_name"] for image in gt["images"]}
+        units = [f"val2017/{files[i]}" for i in sorted(files)]  # COCOeval's image order
+        outcomes = Outcomes("image", units, matches)
     extra.update(detail, detections=len(detections), detections_file=str(dets_path))
     extra["mmdet_ovcocometric"] = {k: float(v) for k, v in mm_metrics.items()}
     extra["test_images_per_s"] = round(len(gt["images"]) / test_seconds, 3) if test_seconds > 0 else None
@@ -100,7 +106,9 @@ def evaluate_fvlm(
         "fvlm: AP50 base %s novel %s all %s", metrics["AP50_base"], metrics["AP50_novel"], metrics["AP50"]
     )
     n = len(gt["images"])
-    return Evaluation(metrics, split="val2017", num_samples=n, images_processed=n, extra=extra)
+    return Evaluation(
+        metrics, split="val2017", num_samples=n, images_processed=n, extra=extra, outcomes=outcomes
+    )
 
 
 def _training_summary(meta: dict[str, Any]) -> dict[str, Any]:

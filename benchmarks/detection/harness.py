@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from silc.errors import UserError
 from silc.kernel.templates import TEMPLATE_NAMES
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from adapters.encoder import Encoder
 
 log = logging.getLogger(__name__)
@@ -122,7 +125,7 @@ class DetOVCocoHarness(Harness):
         "crop_top1_base",
         "AP50_novel",
         "AP50_base",
-        "AP50_all",
+        "AP50",
     )
     table_order = 50
     metric_scale = "percent"
@@ -186,6 +189,7 @@ class DetOVCocoHarness(Harness):
     ) -> Evaluation:
         from adapters.open_vocab import text_classifier
         from benchmarks.detection import boxcls
+        from benchmarks.uncertainty import Outcomes
 
         val_path = data_root / VAL_ANNOTATIONS
         coco = load_coco(val_path)
@@ -217,6 +221,11 @@ class DetOVCocoHarness(Harness):
                 samples, counts, vocabulary, set(split.novel), options.visualize, artefacts / "visualize"
             )
         detail.update(boxes=num_boxes, images=len(samples), base=list(split.base), novel=list(split.novel))
+        outcomes = Outcomes(
+            "image with its boxes",
+            [os.path.relpath(s.path, data_root) for s in samples],
+            boxcls.box_outcomes(counts, vocabulary, split.base, split.novel),
+        )
         log.info(
             "boxcls: %d boxes in %d images; dense top-1 base %s novel %s",
             num_boxes,
@@ -225,8 +234,33 @@ class DetOVCocoHarness(Harness):
             metrics["dense_top1_novel"],
         )
         return Evaluation(
-            metrics, split="val2017", num_samples=num_boxes, images_processed=len(samples), extra=detail
+            metrics,
+            split="val2017",
+            num_samples=num_boxes,
+            images_processed=len(samples),
+            extra=detail,
+            outcomes=outcomes,
         )
+
+    def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
+        """boxcls: mean per-class accuracy over the drawn images' boxes (:func:`boxcls.metrics_from_counts`);
+        fvlm: COCOeval re-accumulated over the drawn images (:func:`cocoeval.metrics_from_counts`)."""
+        if "box_class" in arrays:
+            from benchmarks.detection import boxcls
+
+            return boxcls.metrics_from_counts(arrays, counts)
+        from benchmarks.detection import cocoeval
+
+        return cocoeval.metrics_from_counts(arrays, counts)
+
+    def max_resamples(self, arrays: dict[str, np.ndarray]) -> int | None:
+        """AP re-accumulates COCOeval per resample (seconds each on real COCO): at most
+        :data:`cocoeval.MAX_RESAMPLES` for fvlm; boxcls takes every resample asked for."""
+        if "box_class" in arrays:
+            return None
+        from benchmarks.detection.cocoeval import MAX_RESAMPLES
+
+        return MAX_RESAMPLES
 
     def _visualize_boxcls(
         self, samples, counts, vocabulary, novel: set[str], count: int, out_dir: Path

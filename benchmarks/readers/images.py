@@ -39,6 +39,15 @@ class ImageRef:
             return im.convert("RGB")
 
 
+def unit_ids(refs: Sequence[ImageRef], root: str | Path) -> list[str]:
+    """Each image's id for per-sample outcomes: its path relative to ``root`` (``@offset`` for a tar member)."""
+    root = os.path.abspath(root)
+    return [
+        os.path.relpath(os.path.abspath(r.path), root) + (f"@{r.offset}" if r.offset >= 0 else "")
+        for r in refs
+    ]
+
+
 def is_image(name: str) -> bool:
     """Whether a file name has one of the image extensions the readers accept (case-insensitive)."""
     return name.lower().endswith(IMAGE_EXTENSIONS)

@@ -38,8 +38,10 @@ def run_suite(
     device: str = "cpu",
     rank: int = 0,
     world_size: int = 1,
+    bootstrap: int | None = None,
 ) -> tuple[list[Path], int]:
-    """Produce this rank's records of (models x suite entries); returns (record paths, number computed)."""
+    """Produce this rank's records of (models x suite entries); returns (record paths, number computed).
+    ``bootstrap`` (resamples for the intervals) overrides the suite entries' own."""
     from adapters import load_encoder
     from benchmarks.registry import get_harness
     from benchmarks.runner import run_harness
@@ -68,7 +70,7 @@ def run_suite(
                 r.protocol,
                 results_dir,
                 rerun=rerun,
-                options=r.entry.options,
+                options=r.entry.options if bootstrap is None else {**r.entry.options, "bootstrap": bootstrap},
             )
             computed += int(fresh)
             paths.append(path)
@@ -88,12 +90,20 @@ def gather_paths(paths: list[Path], world_size: int) -> list[Path]:
 
 
 def print_table(paths: list[Path], baseline: str | None, out=None) -> None:
-    """The main comparison table of the records at ``paths`` (Markdown on stdout)."""
+    """The main comparison table of the records at ``paths`` (Markdown on stdout): gains with their paired-bootstrap
+    95 % intervals (bold where the interval excludes 0) when the records kept per-sample outcomes."""
     from benchmarks.records import read_record
     from benchmarks.tables import LoadedRecord, build_table, render
 
     loaded = [LoadedRecord(p, read_record(p)) for p in sorted(set(paths))]
-    print(render(build_table(loaded, "main", baseline), "md", "main"), end="", file=out or sys.stdout)
+    df = build_table(loaded, "main", baseline)
+    print(render(df, "md", "main"), end="", file=out or sys.stdout)
+    if df.attrs.get("intervals"):
+        print(
+            "gain 95% CI: paired percentile bootstrap over the evaluation's images (retrieval: images with their "
+            "captions), same resamples for both models; **bold**: the interval excludes 0",
+            file=out or sys.stdout,
+        )
 
 
 def suite_data_root(suite: Suite, data_root: str | None, is_main: bool = True, barrier=None) -> Path:

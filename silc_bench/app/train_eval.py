@@ -116,7 +116,8 @@ def build_eval_fn(
                     r.protocol,
                     out_dir,
                     rerun=True,
-                    options={"workers": 0, **r.entry.options, "no_cache": True},
+                    # no intervals during training: the logged numbers are point estimates
+                    options={"workers": 0, **r.entry.options, "no_cache": True, "bootstrap": 0},
                 )
                 for key, value in scalar_metrics(record.metrics).items():
                     if value is not None:

@@ -1,4 +1,4 @@
-"""``silc-bench plot``: PNG charts of result records (gains vs the baseline, per-class IoU deltas)."""
+"""``silc-bench plot``: PNG charts of result records (gains vs the baseline with intervals, per-class IoU deltas)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,26 @@ from pathlib import Path
 def cmd_plot(args: argparse.Namespace) -> int:
     from benchmarks.plots import plot_all
     from benchmarks.tables import default_baseline, load_results
+    from silc_bench.cli.table import seed_pattern
 
     loaded = load_results(args.results)
-    baseline = args.baseline or default_baseline(loaded)
-    for path in plot_all(loaded, baseline, Path(args.out)):
+    group = seed_pattern(args)
+    baseline = args.baseline or default_baseline(loaded, group)
+    for path in plot_all(loaded, baseline, Path(args.out), group=group, resamples=args.bootstrap):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Arguments of ``silc-bench plot``."""
+    from silc_bench.cli.table import add_comparison_options
+
     p.description = (
-        "Write gains.png (each model's gain over the baseline on every key metric, one panel per "
-        "benchmark) and, for segmentation records with per-class IoU, seg-classes-<model>-<protocol>.png."
+        "Write gains.png (each model's or seed group's gain over the baseline on every key metric, one panel "
+        "per benchmark, error bars from the paired-bootstrap 95 % interval, solid bars where it excludes 0) and, "
+        "for segmentation records with per-class IoU, seg-classes-<model>-<protocol>-<hash>.png (per-class "
+        "deltas, with per-class paired intervals when both records kept per-sample outcomes)."
     )
-    p.add_argument("--results", default="results/default", help="records folder (default: results/default)")
-    p.add_argument("--baseline", help="alias the gains are measured against (default: clip, when present)")
+    add_comparison_options(p)
     p.add_argument("--out", required=True, help="folder for the PNG files")
     p.set_defaults(func=cmd_plot)

@@ -36,6 +36,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="records folder (default: results/<suite name>)")
     p.add_argument("--baseline", help="alias the gains are measured against (default: clip, when present)")
     p.add_argument("--rerun", action="store_true", help="recompute records that already exist")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        metavar="N",
+        help="bootstrap resamples for the 95%% intervals of new records (default: 1000; 0: none)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     p.set_defaults(func=cmd_run)
 
@@ -80,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             device=str(dist_info.device),
             rank=dist_info.rank,
             world_size=dist_info.world_size,
+            bootstrap=args.bootstrap,
         )
         paths = gather_paths(paths, dist_info.world_size)
         if dist_info.is_main:
