@@ -11,7 +11,6 @@ from torch import nn
 
 from silc.heads import DINOHead, HeadConfig
 from silc.kernel import build_model, encode_visual, load_weights
-from silc.kernel import resolve_model_config as kernel_resolve_model_config
 
 
 @dataclass
@@ -23,11 +22,6 @@ class ModelConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     grad_checkpointing: bool = False
     compile: bool = False
-
-
-def resolve_model_config(cfg: ModelConfig) -> tuple[str, dict]:
-    """(model name, open_clip model-config dict) of the trainer's ``model`` section (see silc.kernel.configs)."""
-    return kernel_resolve_model_config(cfg.name, cfg.overrides, source="model.name")
 
 
 class SiLCModel(nn.Module):

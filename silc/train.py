@@ -26,10 +26,10 @@ from silc.config import Config, dump_config, to_dict
 from silc.data.pairs import build_loader
 from silc.errors import UserError
 from silc.io import atomic_write_json
-from silc.kernel import autocast, make_tokenizer
+from silc.kernel import autocast, make_tokenizer, resolve_model_config
 from silc.kernel import resolve_precision as resolve_precision_name
 from silc.losses import ContrastiveLoss, DINOLoss
-from silc.model import SiLCModel, Teacher, build_student, resolve_model_config
+from silc.model import SiLCModel, Teacher, build_student
 from silc.optim import build_optimizer
 from silc.schedules import lr_at, momentum_at, teacher_temp_at
 from silc.views import MultiCropViews
@@ -88,7 +88,7 @@ class Trainer:
         self.use_contrastive = obj in ("clip", "silc")
         self.use_distill = obj in ("distill", "silc")
 
-        self.model_name, self.model_cfg = resolve_model_config(cfg.model)
+        self.model_name, self.model_cfg = resolve_model_config(cfg.model.name, cfg.model.overrides)
         torch.manual_seed(cfg.seed)
         self.model: SiLCModel = build_student(
             self.model_cfg, cfg.head if self.use_distill else None, None if resume else cfg.model.pretrained

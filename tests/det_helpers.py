@@ -122,3 +122,30 @@ class OracleEncoder(Encoder):
 
     def state_dict_for_fingerprint(self) -> dict[str, torch.Tensor]:
         return {"palette": self.palette, "permute": torch.tensor(int(self.permute_text))}
+
+
+def noisy_detections(gt: dict, seed: int, fp_score_decimals: int | None = None) -> list[dict]:
+    """Jittered true boxes with random scores, some with wrong labels, plus false positives on every image
+    (their scores rounded to ``fp_score_decimals``, when given, so that scores tie across images)."""
+    rng = random.Random(seed)
+    cat_ids = [c["id"] for c in gt["categories"]]
+    dets = []
+    for a in gt["annotations"]:
+        for _ in range(3):
+            x, y, w, h = a["bbox"]
+            box = [
+                x + rng.uniform(-4, 4),
+                y + rng.uniform(-4, 4),
+                w * rng.uniform(0.7, 1.3),
+                h * rng.uniform(0.7, 1.3),
+            ]
+            cat = a["category_id"] if rng.random() < 0.7 else rng.choice(cat_ids)
+            dets.append({"image_id": a["image_id"], "category_id": cat, "bbox": box, "score": rng.random()})
+    for img in gt["images"]:
+        for _ in range(4):
+            box = [rng.uniform(0, 40), rng.uniform(0, 30), rng.uniform(4, 24), rng.uniform(4, 16)]
+            score = rng.random() if fp_score_decimals is None else round(rng.random(), fp_score_decimals)
+            dets.append(
+                {"image_id": img["id"], "category_id": rng.choice(cat_ids), "bbox": box, "score": score}
+            )
+    return dets

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from pycocotools.cocoeval import COCOeval
 
 from benchmarks.detection.cocoeval import evaluate_boxes
 from benchmarks.ov_coco import load_coco, load_split, restrict
-from tests.det_helpers import write_coco
+from tests.det_helpers import noisy_detections, write_coco
 
 
 @pytest.fixture(scope="module")
@@ -34,36 +33,6 @@ def _as_detections(gt: dict) -> list[dict]:
         for a in gt["annotations"]
         if not a["iscrowd"]
     ]
-
-
-def _noisy_detections(gt: dict, seed: int) -> list[dict]:
-    """Jittered true boxes with random scores, some with wrong labels, plus false positives on every image."""
-    rng = random.Random(seed)
-    cat_ids = [c["id"] for c in gt["categories"]]
-    dets = []
-    for a in gt["annotations"]:
-        for _ in range(3):
-            x, y, w, h = a["bbox"]
-            box = [
-                x + rng.uniform(-4, 4),
-                y + rng.uniform(-4, 4),
-                w * rng.uniform(0.7, 1.3),
-                h * rng.uniform(0.7, 1.3),
-            ]
-            cat = a["category_id"] if rng.random() < 0.7 else rng.choice(cat_ids)
-            dets.append({"image_id": a["image_id"], "category_id": cat, "bbox": box, "score": rng.random()})
-    for img in gt["images"]:
-        for _ in range(4):
-            box = [rng.uniform(0, 40), rng.uniform(0, 30), rng.uniform(4, 24), rng.uniform(4, 16)]
-            dets.append(
-                {
-                    "image_id": img["id"],
-                    "category_id": rng.choice(cat_ids),
-                    "bbox": box,
-                    "score": rng.random(),
-                }
-            )
-    return dets
 
 
 def _direct(ann_file: Path, dets_file: Path, cat_ids: list[int] | None) -> COCOeval:
@@ -90,7 +59,7 @@ def test_ground_truth_as_detections_gives_ap_100(val) -> None:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ap_equals_cocoeval_run_directly(val, tmp_path: Path, seed: int) -> None:
     ann_file, gt, base, novel = val
-    dets = _noisy_detections(gt, seed)
+    dets = noisy_detections(gt, seed)
     dets_file = tmp_path / "dets.json"
     dets_file.write_text(json.dumps(dets))
     metrics, _ = evaluate_boxes(gt, json.loads(dets_file.read_text()), base, novel)

@@ -138,6 +138,7 @@ def test_reused_record_from_other_weights_is_refused(env, weights, capsys) -> No
         (("--suite", "no-such-suite"), "unknown suite 'no-such-suite'; known: ablations, default, paper"),
         (("--model", "x=/no/such/checkpoint.pt"), "/no/such/checkpoint.pt: no such file or directory"),
         (("--baseline", "nobody"), "--baseline 'nobody': no --model has that alias"),
+        (("--bootstrap", "1"), "--bootstrap must be 0 (no intervals) or >= 2"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(env, capsys, change, needle) -> None:

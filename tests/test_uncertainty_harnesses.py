@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from benchmarks.ov_coco import load_coco, load_split, restrict
 from benchmarks.registry import get_harness
 from benchmarks.runner import run_harness
 from benchmarks.uncertainty import Outcomes
-from tests.det_helpers import OracleEncoder, write_coco
+from tests.det_helpers import OracleEncoder, noisy_detections, write_coco
 from tests.global_fixtures import PrototypeEncoder, write_imagefolder, write_karpathy
 
 NAMES = ["apple", "boat", "cat", "drum", "eagle", "fern"]
@@ -191,30 +190,6 @@ def test_boxcls_metrics_from_counts_by_hand() -> None:
 # --- det-ovcoco fvlm (AP) ----------------------------------------------------------------------------------
 
 
-def _noisy_detections(gt: dict, seed: int) -> list[dict]:
-    """Jittered true boxes with random scores, some with wrong labels, plus false positives on every image."""
-    rng = random.Random(seed)
-    cat_ids = [c["id"] for c in gt["categories"]]
-    dets = []
-    for a in gt["annotations"]:
-        for _ in range(3):
-            x, y, w, h = a["bbox"]
-            box = [
-                x + rng.uniform(-4, 4),
-                y + rng.uniform(-4, 4),
-                w * rng.uniform(0.7, 1.3),
-                h * rng.uniform(0.7, 1.3),
-            ]
-            cat = a["category_id"] if rng.random() < 0.7 else rng.choice(cat_ids)
-            dets.append({"image_id": a["image_id"], "category_id": cat, "bbox": box, "score": rng.random()})
-    for img in gt["images"]:
-        for _ in range(4):
-            box = [rng.uniform(0, 40), rng.uniform(0, 30), rng.uniform(4, 24), rng.uniform(4, 16)]
-            dets.append({"image_id": img["id"], "category_id": rng.choice(cat_ids), "bbox": box,
-                         "score": round(rng.random(), 1)})  # fmt: skip  # ties across images
-    return dets
-
-
 def test_ap_point_estimate_exact_from_stored_matches(tmp_path: Path) -> None:
     root = write_coco(tmp_path / "world")
     split = load_split(root / "annotations" / "ov_split.json")
@@ -223,7 +198,9 @@ def test_ap_point_estimate_exact_from_stored_matches(tmp_path: Path) -> None:
     base, novel = [ids[n] for n in split.base], [ids[n] for n in split.novel]
     harness = DetOVCocoHarness()
     for seed in range(3):
-        metrics, _, arrays = evaluate_boxes_with_outcomes(gt, _noisy_detections(gt, seed), base, novel)
+        metrics, _, arrays = evaluate_boxes_with_outcomes(
+            gt, noisy_detections(gt, seed, fp_score_decimals=1), base, novel
+        )
         units = [str(i) for i in range(int(arrays["num_images"]))]
         Outcomes("image", units, arrays).save(tmp_path)
         stored = Outcomes.load(tmp_path / "outcomes.npz").arrays  # plain arrays, no pickles

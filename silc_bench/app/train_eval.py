@@ -131,7 +131,7 @@ def make_eval_fn(cfg, run_dir: str | Path) -> Callable[..., dict[str, float]] | 
     """The eval_fn for a training config (its ``eval`` section), or None when ``train.eval_every`` is 0."""
     if not cfg.train.eval_every:
         return None
-    from silc.model import resolve_model_config
+    from silc.kernel import resolve_model_config
 
     use_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if use_cuda else torch.device("cpu")
@@ -140,7 +140,7 @@ def make_eval_fn(cfg, run_dir: str | Path) -> Callable[..., dict[str, float]] | 
         cfg.eval.weights,
         cfg.eval.data_root,
         run_dir,
-        resolve_model_config(cfg.model)[1],
+        resolve_model_config(cfg.model.name, cfg.model.overrides)[1],
         has_teacher=cfg.loss.objective != "clip",
         device=device,
     )

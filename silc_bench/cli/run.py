@@ -49,6 +49,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Resolve suite and models, produce the records (resumable, split over torchrun ranks), print the table."""
     from adapters import parse_spec
+    from benchmarks.options import HarnessOptions
     from benchmarks.suites import load_suite
     from silc.distributed import barrier, cleanup, init_distributed
     from silc_bench.app.device import resolve_device
@@ -63,6 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     suite.resolve()  # unknown benchmark/protocol/knob fails before anything else
+    if args.bootstrap is not None:
+        HarnessOptions(
+            bootstrap=args.bootstrap
+        )  # a bad --bootstrap fails here too, not after the first record
     specs = list(args.model) if args.model else reference_specs()
     aliases = [parse_spec(s).alias for s in specs]  # a malformed spec fails here, before any compute
     if args.baseline and args.baseline not in aliases:

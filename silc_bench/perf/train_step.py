@@ -62,9 +62,9 @@ def prepare_csv(world: Path, out: Path) -> tuple[Path, int]:
 
 
 def model_config(name: str) -> dict:
-    from silc.model import ModelConfig, resolve_model_config
+    from silc.kernel import resolve_model_config
 
-    return resolve_model_config(ModelConfig(name=name))[1]
+    return resolve_model_config(name)[1]
 
 
 def image_size(model_cfg: dict) -> int:
