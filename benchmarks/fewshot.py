@@ -27,6 +27,7 @@ from silc.kernel.precision import CHOICES as PRECISIONS
 
 if TYPE_CHECKING:
     from adapters.encoder import Encoder
+    from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
 
@@ -211,6 +212,14 @@ class FewShotLinearProbe(Harness):
                 np.std(per_seed, axis=1, ddof=1) if n_seeds > 1 else np.zeros(len(counts))
             )
         return out
+
+    def chance(self, record: ResultRecord, outcomes: Outcomes | None) -> dict[str, float]:
+        """A probe guessing one of the C classes (the pinned ``num_classes``) at random: every mean accuracy is
+        1/C, whatever the val split's class balance."""
+        num_classes = record.protocol.get("num_classes")
+        if not num_classes:
+            return {}
+        return {f"acc1_{k}shot_mean": 1 / num_classes for k in record.protocol.get("shots", [])}
 
 
 def _check_enough(train: ClassificationData, k: int) -> None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from adapters.encoder import Encoder
+    from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
 # Built-in harness modules; each calls ``register(...)`` at import. Third-party harnesses register
@@ -71,6 +72,11 @@ class Harness(ABC):
         ``arrays`` of :class:`Evaluation.outcomes`; with all counts 1 it must give the record's metrics exactly.
         A harness without outcomes has no intervals."""
         raise NotImplementedError(f"benchmark {self.name!r} keeps no per-sample outcomes")
+
+    def chance(self, record: ResultRecord, outcomes: Outcomes | None) -> dict[str, float]:
+        """Each metric's expected value under a uniformly random guesser on the record's evaluation data, in the
+        metric's own unit: the null of "the model learned something". Metrics without one are left out."""
+        return {}
 
     def max_resamples(self, arrays: dict[str, np.ndarray]) -> int | None:
         """At most this many bootstrap resamples for these outcomes (None: as many as asked), for a metric that is

@@ -1,7 +1,8 @@
 """CI regression: compare result records with a committed reference (JSONL) within per-metric tolerances.
 
-A reference line holds (model, benchmark, protocol name and hash, metrics). A metric outside its tolerance in
-either direction fails: with fixed seeds the numbers should not move, so a jump up is a change to review too.
+A reference line holds (model, benchmark, protocol name and hash, metrics, their bootstrap standard errors). A
+metric outside its tolerance in either direction fails: with fixed seeds the numbers should not move, so a jump up
+is a change to review too. A record or metric on one side only fails as well.
 """
 
 from __future__ import annotations
@@ -24,27 +25,39 @@ _REF_KEYS = ("model", "benchmark", "protocol_name", "protocol_hash", "metrics")
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Absolute tolerance per metric: ``benchmark/metric`` beats ``benchmark/*`` beats ``metric`` beats ``default``."""
+    """Per-metric tolerance: ``z`` times the combined bootstrap standard error of reference and current where both
+    have one; else absolute, ``benchmark/metric`` beats ``benchmark/*`` beats ``metric`` beats ``default``."""
 
     default: float
     specific: dict[str, float]
+    z: float | None = None
 
     @classmethod
     def from_config(cls, obj: dict[str, Any], source: str = "tolerances") -> Tolerances:
-        """Parse ``{default: x, <metric | benchmark/metric | benchmark/*>: y, ...}`` (numbers >= 0)."""
+        """Parse ``{default: x, z: k, <metric | benchmark/metric | benchmark/*>: y, ...}`` (numbers >= 0)."""
         if "default" not in obj:
             raise UserError(f"{source}: needs a 'default' tolerance")
         for key, value in obj.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise UserError(f"{source}.{key}: tolerance must be a number >= 0, got {value!r}")
-        return cls(float(obj["default"]), {k: float(v) for k, v in obj.items() if k != "default"})
+        z = float(obj["z"]) if "z" in obj else None
+        rest = {k: float(v) for k, v in obj.items() if k not in ("default", "z")}
+        return cls(float(obj["default"]), rest, z)
 
-    def for_metric(self, benchmark: str, metric: str) -> float:
-        """The tolerance that applies to ``metric`` of ``benchmark``."""
+    def absolute(self, benchmark: str, metric: str) -> float:
+        """The absolute tolerance that applies to ``metric`` of ``benchmark``."""
         for key in (f"{benchmark}/{metric}", f"{benchmark}/*", metric):
             if key in self.specific:
                 return self.specific[key]
         return self.default
+
+    def for_metric(
+        self, benchmark: str, metric: str, se_ref: float | None = None, se_cur: float | None = None
+    ) -> float:
+        """The tolerance of ``metric``: z-scaled standard errors when both sides have one, else absolute."""
+        if self.z is not None and se_ref is not None and se_cur is not None:
+            return self.z * math.hypot(se_ref, se_cur)
+        return self.absolute(benchmark, metric)
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ def reference_lines(records: list[ResultRecord]) -> list[dict[str, Any]]:
             "protocol_name": r.protocol_name,
             "protocol_hash": protocol_hash(r.protocol),
             "metrics": scalar_metrics(r.metrics),
+            "se": {k: v["se"] for k, v in sorted(r.metrics_ci.items()) if v.get("se") is not None},
         }
         for r in records
     ]
@@ -82,8 +96,12 @@ def reference_lines(records: list[ResultRecord]) -> list[dict[str, Any]]:
 
 def write_reference(path: str | Path, records: list[ResultRecord]) -> Path:
     """Write the reference JSONL for ``records`` atomically."""
-    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in reference_lines(records))
-    return atomic_write_text(path, text)
+    return write_reference_lines(path, reference_lines(records))
+
+
+def write_reference_lines(path: str | Path, lines: list[dict[str, Any]]) -> Path:
+    """Write reference ``lines`` (from :func:`reference_lines`) as JSONL, atomically."""
+    return atomic_write_text(path, "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
 
 
 def read_reference(path: str | Path) -> list[dict[str, Any]]:
@@ -121,23 +139,34 @@ def _status(ref: float | None, cur: float | None, tol: float) -> str:
 def compare(
     reference: list[dict[str, Any]], records: list[ResultRecord], tolerances: Tolerances
 ) -> list[Finding]:
-    """Every reference metric compared with the matching current record (missing record or metric fails)."""
+    """Every metric of the reference and of the current records compared; one present on one side only fails."""
     current = {
         (line["model"], line["benchmark"], line["protocol_hash"]): line for line in reference_lines(records)
     }
     findings = []
+    seen = set()
     for ref in reference:
         key = (ref["model"], ref["benchmark"], ref["protocol_hash"])
+        seen.add(key)
         cur = current.get(key)
-        for metric, ref_value in sorted(ref["metrics"].items()):
-            tol = tolerances.for_metric(ref["benchmark"], metric)
-            protocol = f"{ref['protocol_name']} ({ref['protocol_hash']})"
-            if cur is None or metric not in cur["metrics"]:
-                findings.append(Finding(*key[:2], protocol, metric, ref_value, None, tol, "missing"))
+        protocol = f"{ref['protocol_name']} ({ref['protocol_hash']})"
+        names = sorted(set(ref["metrics"]) | set(cur["metrics"] if cur else ()))
+        for metric in names:
+            se_ref = ref.get("se", {}).get(metric)
+            se_cur = cur["se"].get(metric) if cur else None
+            tol = tolerances.for_metric(ref["benchmark"], metric, se_ref, se_cur)
+            if cur is None or metric not in cur["metrics"] or metric not in ref["metrics"]:
+                ref_value, cur_value = ref["metrics"].get(metric), cur and cur["metrics"].get(metric)
+                findings.append(Finding(*key[:2], protocol, metric, ref_value, cur_value, tol, "missing"))
                 continue
-            cur_value = cur["metrics"][metric]
+            ref_value, cur_value = ref["metrics"][metric], cur["metrics"][metric]
             status = _status(ref_value, cur_value, tol)
             findings.append(Finding(*key[:2], protocol, metric, ref_value, cur_value, tol, status))
+    for key, cur in current.items():
+        if key not in seen:
+            protocol = f"{cur['protocol_name']} ({cur['protocol_hash']}), not in the reference"
+            for metric, value in sorted(cur["metrics"].items()):
+                findings.append(Finding(*key[:2], protocol, metric, None, value, math.nan, "missing"))
     return findings
 
 

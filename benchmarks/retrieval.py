@@ -12,6 +12,7 @@ test set (ranks are not recomputed within a resample, which would change what th
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import torch
 
     from adapters.encoder import Encoder
+    from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
 
@@ -144,6 +146,25 @@ class Retrieval(Harness):
             text_q = (weights @ arrays["image_hits"][:, j].astype(np.float64)) / image_total
             out[f"image_retrieval_recall@{k}"] = image_q.astype(np.float32).astype(np.float64)
             out[f"text_retrieval_recall@{k}"] = text_q.astype(np.float32).astype(np.float64)
+        return out
+
+    def chance(self, record: ResultRecord, outcomes: Outcomes | None) -> dict[str, float]:
+        """Random rankings over the N images and M captions of the outcomes: text -> image recall@k = min(k, N)/N;
+        image -> text recall@k = the mean over images of 1 - C(M - m, k)/C(M, k), the chance that some of the
+        image's m captions are among k drawn from all M without replacement."""
+        import numpy as np
+
+        if outcomes is None:
+            return {}
+        n_img = len(outcomes.units)
+        per_image = np.bincount(outcomes.arrays["caption_image"], minlength=n_img).tolist()
+        n_txt = sum(per_image)
+        out: dict[str, float] = {}
+        for k in outcomes.arrays["recall_k"].tolist():
+            drawn = min(k, n_txt)
+            miss = {m: math.comb(n_txt - m, drawn) / math.comb(n_txt, drawn) for m in set(per_image)}
+            out[f"image_retrieval_recall@{k}"] = min(k, n_img) / n_img
+            out[f"text_retrieval_recall@{k}"] = 1.0 - math.fsum(miss[m] for m in per_image) / n_img
         return out
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from adapters.encoder import Encoder
+    from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
 _ADE = {"dataset": "ADE20KDataset", "split": "validation", "max_long_side": 2048, "names": "dataset",
@@ -356,6 +357,26 @@ class SegADE20K(Harness):
         it equals the record's ``extra["per_class_iou"]`` (``per_class_acc``), None there being NaN here. For
         per-class intervals and paired per-class deltas (same ``counts`` for both models)."""
         return per_class_from_areas(arrays, counts, metric)
+
+    def chance(self, record: ResultRecord, outcomes: Outcomes | None) -> dict[str, float]:
+        """Uniform random labels for the valid pixels, in percent: with C classes and p_c each class's share of
+        the label pixels (the outcomes' summed label areas), aAcc = 1/C; mAcc = 1/C (the mean over the labelled
+        classes; the metric's ``nan_to_num`` for the others when it has one); mIoU = the mean over all C classes
+        of E[I]/E[U] = p_c / (C p_c + 1 - p_c), 0 for a class with predictions but no label pixels."""
+        import numpy as np
+
+        if outcomes is None:
+            return {}
+        label = outcomes.arrays["label"].astype(np.float64).sum(axis=0)
+        if label.sum() == 0:
+            return {}
+        c, share = label.size, label / label.sum()
+        acc = np.where(share > 0, 1 / c, float(outcomes.arrays["nan_to_num"]))
+        return {
+            "mIoU": float(np.mean(share / (c * share + 1 - share))) * 100,
+            "aAcc": 100 / c,
+            "mAcc": float(np.nanmean(acc)) * 100,
+        }
 
 
 def seg_outcomes(metric, root: Path, classes: list[str]) -> Outcomes:

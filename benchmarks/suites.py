@@ -1,7 +1,7 @@
 """Benchmark suites: YAML lists of (benchmark, protocol, overrides, dataset sub-path) that `silc-bench run` sweeps.
 
 A suite is data, not code: ``default`` runs on the synthetic world, ``paper`` on the real datasets under
-``--data-root``, ``ablations`` adds the training variants and tolerances that ``silc-bench regress`` uses.
+``--data-root``, ``ablations`` adds the training variants, tolerances and checks that ``silc-bench regress`` uses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,17 @@ from benchmarks.registry import get_harness
 from silc.errors import UserError
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-_SUITE_KEYS = {"name", "description", "world", "benchmarks", "train", "tolerances"}
+_SUITE_KEYS = {
+    "name",
+    "description",
+    "world",
+    "benchmarks",
+    "train",
+    "tolerances",
+    "fingerprint",
+    "signal",
+    "checks",
+}
 _ENTRY_KEYS = {"benchmark", "protocol", "data", "overrides", "options", "requires", "layout"}
 
 
@@ -45,7 +55,8 @@ class ResolvedEntry:
 
 @dataclass(frozen=True)
 class Suite:
-    """A named list of benchmark entries, plus the synthetic world, training variants and tolerances it uses."""
+    """A named list of benchmark entries, plus the synthetic world it runs on and what ``silc-bench regress``
+    needs (training variants, fingerprint run, tolerances, signal gate, findings checks)."""
 
     name: str
     path: Path
@@ -56,6 +67,9 @@ class Suite:
     )
     train: dict[str, Any] = field(default_factory=dict)
     tolerances: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    signal: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self) -> list[ResolvedEntry]:
         """Every entry with its harness and protocol checked (unknown benchmark/protocol/knob is a UserError)."""
@@ -176,4 +190,7 @@ def load_suite(name_or_path: str) -> Suite:
         world={"preset": "tiny", "seed": 0, **world} if world is not None else None,
         train=dict(obj.get("train") or {}),
         tolerances=dict(obj.get("tolerances") or {}),
+        fingerprint=dict(obj.get("fingerprint") or {}),
+        signal=dict(obj.get("signal") or {}),
+        checks=dict(obj.get("checks") or {}),
     )

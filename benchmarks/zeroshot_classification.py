@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from adapters.encoder import Encoder
+    from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
 LOGIT_SCALE = 100.0  # clip_benchmark's fixed scale (does not change any metric, kept for identical logits)
@@ -160,6 +161,15 @@ class ZeroShotClassification(Harness):
         recall = np.where(present, correct / np.where(present, drawn, 1.0), 0.0)
         out["mean_per_class_recall"] = np.cumsum(recall, axis=1)[:, -1] / present.sum(axis=1)
         return out
+
+    def chance(self, record: ResultRecord, outcomes: Outcomes | None) -> dict[str, float]:
+        """A random ranking of the C classes (the pinned ``num_classes``): acc@k = k/C for each k <= C (acc@k is
+        undefined beyond), mean per-class recall = 1/C."""
+        num_classes = record.protocol.get("num_classes")
+        if not num_classes:
+            return {}
+        out = {f"acc{k}": k / num_classes for k in record.protocol.get("top_k", []) if k <= num_classes}
+        return {**out, "mean_per_class_recall": 1 / num_classes}
 
 
 register(ZeroShotClassification())

@@ -84,13 +84,18 @@ class Teacher(nn.Module):
         for t, s in zip(self._tensors(), _student_tensors(student), strict=True):
             t.copy_(s)
 
+    def paired_parameters(self, student: SiLCModel) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(teacher parameters, the student's matching ones, detached): the vision tower and the DINO head."""
+        params_t = list(self.visual.parameters()) + list(self.head.parameters())
+        params_s = list(student.clip.visual.parameters()) + list(student.head.parameters())
+        return params_t, [p.detach() for p in params_s]
+
     @torch.no_grad()
     def ema_update(self, student: SiLCModel, momentum: float) -> None:
         """θ_t ← m·θ_t + (1 − m)·θ_s for parameters; buffers copied."""
-        params_t = list(self.visual.parameters()) + list(self.head.parameters())
-        params_s = list(student.clip.visual.parameters()) + list(student.head.parameters())
+        params_t, params_s = self.paired_parameters(student)
         torch._foreach_mul_(params_t, momentum)
-        torch._foreach_add_(params_t, [p.detach() for p in params_s], alpha=1.0 - momentum)
+        torch._foreach_add_(params_t, params_s, alpha=1.0 - momentum)
         for bt, bs in zip(
             list(self.visual.buffers()) + list(self.head.buffers()),
             list(student.clip.visual.buffers()) + list(student.head.buffers()),

@@ -288,7 +288,18 @@ class Trainer:
         self.samples_seen += c.train.batch_size
         metrics.update(sched if self.use_distill else {"lr": sched["lr"]})
         metrics["logit_scale"] = float(self.model.clip.logit_scale.detach().exp())
+        metrics.update(self.probes())
         return metrics
+
+    @torch.no_grad()
+    def probes(self) -> dict[str, float]:
+        """Read-only state probes for trajectory fingerprints: teacher–student distance and DINO centre norm."""
+        if self.teacher is None:
+            return {}
+        return {
+            "teacher_student_distance": teacher_student_distance(self.teacher, self.model),
+            "center_norm": float(torch.linalg.vector_norm(self.dino.center.double())),
+        }
 
     # ------------------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
@@ -411,6 +422,15 @@ def _skip_counts(loader) -> dict[str, int]:
     """Images read and undecodable images skipped so far on this rank."""
     state = loader.state_dict()
     return {"data_seen": int(state["seen"]), "data_skipped": int(state["skipped"])}
+
+
+@torch.no_grad()
+def teacher_student_distance(teacher: Teacher, student: SiLCModel) -> float:
+    """‖θ_t − θ_s‖ / ‖θ_s‖ over the parameters the EMA update pairs (norms accumulated in float64)."""
+    params_t, params_s = teacher.paired_parameters(student)
+    diff = torch.stack(torch._foreach_norm(torch._foreach_sub(params_t, params_s))).double()
+    norm = torch.stack(torch._foreach_norm(params_s)).double()
+    return float(diff.square().sum().sqrt() / norm.square().sum().sqrt())
 
 
 def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from adapters.encoder import Encoder
+    from benchmarks.records import ResultRecord
+    from benchmarks.uncertainty import Outcomes
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +255,20 @@ class DetOVCocoHarness(Harness):
         from benchmarks.detection import cocoeval
 
         return cocoeval.metrics_from_counts(arrays, counts)
+
+    def chance(self, record: ResultRecord, outcomes: Outcomes | None) -> dict[str, float]:
+        """boxcls: every box classified among the V classes of the vocabulary (``class_base`` of the outcomes:
+        base + novel for ``vocabulary: ov``, every annotated category for ``all``), so each class's top-k
+        accuracy, and any mean of them, is min(k, V)/V (percent); AP (fvlm) has no chance level."""
+        if outcomes is None or "box_class" not in outcomes.arrays:
+            return {}
+        size = len(outcomes.arrays["class_base"])
+        out = {}
+        for name, value in record.metrics.items():
+            match = re.fullmatch(r"(?:dense|crop)_top(\d+)_(?:base|novel|all)", name)
+            if match and value is not None:
+                out[name] = min(int(match.group(1)), size) / size * 100
+        return out
 
     def max_resamples(self, arrays: dict[str, np.ndarray]) -> int | None:
         """AP re-accumulates COCOeval per resample (seconds each on real COCO): at most

@@ -1,0 +1,151 @@
+"""Train ablation variants as separate ``silc-bench train`` processes, as many at once as the cores allow.
+
+Each process gets a fixed torch thread count (``OMP_NUM_THREADS``), so a variant's trajectory does not depend on
+how many cores the machine has or on what else runs; its log goes to ``<run>/train.log``. A run folder that
+already holds the finished run of the same command is reused (an interrupted regression resumes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.regress_spec import TrainRun, Variant
+
+FIXED_OVERRIDES = ("data.kind=synthetic", "train.deterministic=true", "train.progress=false")
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """A finished training process: where it wrote, its exit status, wall time and the tail of its log."""
+
+    variant: str
+    run_dir: Path
+    returncode: int
+    seconds: float
+    log_tail: str
+
+
+def default_jobs(threads: int) -> int:
+    """Processes to run at once: the usable cores divided by the threads each one gets."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // threads)
+
+
+def train_command(
+    variant: Variant, run: TrainRun, seed: int, world: Path, out: Path, device: str
+) -> list[str]:
+    """The ``silc-bench train`` command line of ``variant`` for ``run``."""
+    overrides = [
+        f"train.steps={run.steps}",
+        f"seed={seed}",
+        *run.overrides,
+        *variant.overrides,
+        *FIXED_OVERRIDES,
+        f"data.path={world}",
+        f"train.device={device}",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "silc_bench",
+        "train",
+        "--config",
+        str(variant.config),
+        "--out",
+        str(out),
+    ]
+    return command + [arg for o in overrides for arg in ("--set", o)]
+
+
+def _env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    return env
+
+
+def trainer_source_hash() -> str:
+    """sha256 of the trainer's source files (``silc/``): a reused run must come from the same training code."""
+    import silc
+
+    h = hashlib.sha256()
+    root = Path(silc.__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _identity(command: list[str]) -> dict[str, object]:
+    return {"command": command, "trainer_sha256": trainer_source_hash()}
+
+
+def finished(run_dir: Path, command: list[str], steps: int) -> bool:
+    """``run_dir`` holds the completed run of exactly ``command`` with this trainer code (record + checkpoint)."""
+    record = run_dir / "command.json"
+    if not record.is_file() or not (run_dir / "checkpoints" / f"step_{steps:08d}.pt").is_file():
+        return False
+    try:
+        return json.loads(record.read_text()) == _identity(command)
+    except json.JSONDecodeError:
+        return False
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def train_variants(
+    variants: tuple[Variant, ...],
+    run: TrainRun,
+    seed: int,
+    world: Path,
+    out: Path,
+    threads: int,
+    jobs: int,
+    device: str = "cpu",
+) -> list[VariantRun]:
+    """Train every variant from scratch into ``out/<name>`` (``jobs`` processes at once, in the given order);
+    progress lines go to stderr. Returns one :class:`VariantRun` per variant, in the given order."""
+    pending = list(variants)
+    running: dict[str, tuple[subprocess.Popen, Path, float, dict[str, object]]] = {}
+    done: dict[str, VariantRun] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                v = pending.pop(0)
+                run_dir = out / v.name
+                command = train_command(v, run, seed, world, run_dir, device)
+                if finished(run_dir, command, run.steps):
+                    done[v.name] = VariantRun(v.name, run_dir, 0, 0.0, "")
+                    print(f"    {v.name}: {run.steps} steps reused from {run_dir}", file=sys.stderr)
+                    continue
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                run_dir.mkdir(parents=True)
+                with open(run_dir / "train.log", "w", encoding="utf-8") as log:
+                    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env(threads))
+                running[v.name] = (proc, run_dir, time.perf_counter(), _identity(command))
+            time.sleep(0.2)
+            for name, (proc, run_dir, start, identity) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                seconds = time.perf_counter() - start
+                if proc.returncode == 0:
+                    (run_dir / "command.json").write_text(json.dumps(identity))
+                done[name] = VariantRun(name, run_dir, proc.returncode, seconds, _tail(run_dir / "train.log"))
+                state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+                print(f"    {name}: {run.steps} steps {state} in {seconds:.0f} s", file=sys.stderr)
+    finally:  # an interrupt (or an error here) leaves no training process behind
+        for proc, *_ in running.values():
+            proc.kill()
+            proc.wait()
+    return [done[v.name] for v in variants]
