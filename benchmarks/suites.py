@@ -181,6 +181,9 @@ def load_suite(name_or_path: str) -> Suite:
     world = obj.get("world")
     if world is not None and (not isinstance(world, dict) or set(world) - {"preset", "seed"}):
         raise UserError(f"{path}: 'world' must be a mapping with 'preset' and 'seed'")
+    for key in ("train", "tolerances", "fingerprint", "signal", "checks"):
+        if not isinstance(obj.get(key) or {}, dict):
+            raise UserError(f"{path}: '{key}' must be a mapping")
     entries = tuple(_parse_entry(e, f"{path}: benchmarks[{i}]") for i, e in enumerate(obj["benchmarks"]))
     return Suite(
         name=str(obj.get("name") or path.stem),

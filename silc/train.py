@@ -288,7 +288,6 @@ class Trainer:
         self.samples_seen += c.train.batch_size
         metrics.update(sched if self.use_distill else {"lr": sched["lr"]})
         metrics["logit_scale"] = float(self.model.clip.logit_scale.detach().exp())
-        metrics.update(self.probes())
         return metrics
 
     @torch.no_grad()
@@ -335,7 +334,7 @@ class Trainer:
             step = self.step
             if step % c.train.log_every == 0 or step == end:
                 elapsed = time.perf_counter() - window_start
-                metrics = distributed.all_reduce_mean(metrics, info)
+                metrics = distributed.all_reduce_mean({**metrics, **self.probes()}, info)
                 last = {
                     "step": step,
                     "epoch": int(self.loader.state_dict()["epoch"]),

@@ -125,8 +125,9 @@ def _metrics_tier(
     spec: RegressSpec, suite, world: Path, work: Path, reference: Path | None, jobs: int, device: str
 ) -> Outcome:
     from benchmarks.checks import chance_exemptions, checks_table, run_checks, signal_findings, signal_table
+    from benchmarks.records import read_record
     from benchmarks.regress import compare, findings_table, read_reference, reference_lines
-    from benchmarks.tables import load_results
+    from benchmarks.tables import LoadedRecord
     from silc_bench.app.suite_run import run_suite
     from silc_bench.app.variant_runs import train_variants
 
@@ -134,10 +135,12 @@ def _metrics_tier(
     print(f"metrics: {len(spec.variants)} variants x {run.steps} steps", file=sys.stderr)
     runs = train_variants(spec.variants, run, spec.seed, world, work / "runs", spec.threads, jobs, device)
     _failed_runs(runs)
-    results = work / "results"
-    for r in runs:
-        run_suite([f"{r.variant}={r.run_dir}"], suite, world, results, rerun=True, device=device)
-    loaded = load_results(results)
+    paths: list[Path] = []
+    for r in runs:  # only this run's records count (a reused --work may hold records of other variants)
+        paths += run_suite(
+            [f"{r.variant}={r.run_dir}"], suite, world, work / "results", rerun=True, device=device
+        )[0]
+    loaded = [LoadedRecord(p, read_record(p)) for p in sorted(set(paths))]
     records = [lr.record for lr in loaded]
     out = Outcome("metrics")
     checks = run_checks(list(spec.checks), loaded)
@@ -192,6 +195,27 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
 
 
+def _check_reference(reference: Path, tiers: tuple[str, ...]) -> None:
+    """Every reference file the tiers need exists and has the right shape, before any training."""
+    from benchmarks.regress import read_reference
+    from benchmarks.trajectories import read_trajectories
+
+    if not (reference / META).is_file():
+        raise UserError(f"{reference}: no reference there (create it with silc-bench regress --update)")
+    if not isinstance(_read_json(reference / META), dict):
+        raise UserError(f"{reference / META}: expected a JSON object (tier -> what was written)")
+    if "fingerprints" in tiers:
+        read_trajectories(reference / TRAJECTORIES)
+        prints = _read_json(reference / EVAL_FINGERPRINTS)
+        if not isinstance(prints, dict) or not all(
+            isinstance(v, dict) and all(isinstance(x, int | float) for x in v.values())
+            for v in prints.values()
+        ):
+            raise UserError(f"{reference / EVAL_FINGERPRINTS}: expected {{variant: {{key: number}}}}")
+    if "metrics" in tiers:
+        read_reference(reference / METRICS)
+
+
 def _report(outcome: Outcome, acknowledged: set[str]) -> list[str]:
     """Print the tier's notes and failures; returns its gate items not acknowledged by a forced reference."""
     for note in outcome.notes:
@@ -236,14 +260,18 @@ def _fingerprint_diff(outcome: Outcome, reference: Path) -> list[str]:
 
     trajs, _ = outcome.new_reference[TRAJECTORIES]
     old, _ = read_trajectories(reference / TRAJECTORIES)
+    lines = [f"fingerprints: variant {v} is new" for v in sorted(set(trajs) - set(old))]
+    lines += [f"fingerprints: variant {v} is dropped" for v in sorted(set(old) - set(trajs))]
     table = max_deviation_table(old, trajs)
     moved = table[table["max_rel_deviation"] > 0]
     if moved.empty:
-        return ["fingerprints: trajectories identical to the previous reference"]
-    return [
-        "fingerprints: largest relative change per quantity against the previous reference:",
-        _render(table),
-    ]
+        lines.append("fingerprints: trajectories of the common variants identical to the previous reference")
+    else:
+        lines += [
+            "fingerprints: largest relative change per quantity against the previous reference:",
+            _render(moved),
+        ]
+    return lines
 
 
 def _metrics_diff(outcome: Outcome, reference: Path, spec: RegressSpec) -> list[str]:
@@ -316,8 +344,8 @@ def regress(
     suite = load_suite(suite_name)
     suite.resolve()
     spec = parse_regress_spec(suite)
-    if not update and not (reference / META).is_file():
-        raise UserError(f"{reference}: no reference there (create it with silc-bench regress --update)")
+    if not update:
+        _check_reference(reference, tiers)
     work = work or Path(tempfile.mkdtemp(prefix="silc-regress-"))
     world = ensure_world(str(suite.world["preset"]), int(suite.world["seed"]))
     jobs = jobs or default_jobs(spec.threads)

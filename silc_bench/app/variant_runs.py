@@ -82,19 +82,30 @@ def trainer_source_hash() -> str:
     return h.hexdigest()
 
 
-def _identity(command: list[str]) -> dict[str, object]:
-    return {"command": command, "trainer_sha256": trainer_source_hash()}
+def _identity(command: list[str], config: dict) -> dict[str, object]:
+    """What makes two runs the same: the command, the merged config (its YAML files may change) and the trainer."""
+    merged = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    return {"command": command, "config_sha256": merged, "trainer_sha256": trainer_source_hash()}
 
 
-def finished(run_dir: Path, command: list[str], steps: int) -> bool:
-    """``run_dir`` holds the completed run of exactly ``command`` with this trainer code (record + checkpoint)."""
+def finished(run_dir: Path, identity: dict[str, object], steps: int) -> bool:
+    """``run_dir`` holds the completed run of ``identity`` (:func:`_identity`): its record and final checkpoint."""
     record = run_dir / "command.json"
     if not record.is_file() or not (run_dir / "checkpoints" / f"step_{steps:08d}.pt").is_file():
         return False
     try:
-        return json.loads(record.read_text()) == _identity(command)
+        return json.loads(record.read_text()) == identity
     except json.JSONDecodeError:
         return False
+
+
+def merged_config(command: list[str]) -> dict:
+    """The merged training config ``command`` trains (its ``--config`` with every ``--set``)."""
+    from silc.config import load_config, to_dict
+
+    config = command[command.index("--config") + 1]
+    overrides = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
+    return to_dict(load_config(config, overrides))
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -112,8 +123,9 @@ def train_variants(
     jobs: int,
     device: str = "cpu",
 ) -> list[VariantRun]:
-    """Train every variant from scratch into ``out/<name>`` (``jobs`` processes at once, in the given order);
-    progress lines go to stderr. Returns one :class:`VariantRun` per variant, in the given order."""
+    """Train every variant into ``out/<name>`` (``jobs`` processes at once, in the given order; a finished run of
+    the same command, config and trainer is reused, anything else there is replaced); progress lines go to stderr.
+    Returns one :class:`VariantRun` per variant, in the given order."""
     pending = list(variants)
     running: dict[str, tuple[subprocess.Popen, Path, float, dict[str, object]]] = {}
     done: dict[str, VariantRun] = {}
@@ -123,7 +135,8 @@ def train_variants(
                 v = pending.pop(0)
                 run_dir = out / v.name
                 command = train_command(v, run, seed, world, run_dir, device)
-                if finished(run_dir, command, run.steps):
+                identity = _identity(command, merged_config(command))
+                if finished(run_dir, identity, run.steps):
                     done[v.name] = VariantRun(v.name, run_dir, 0, 0.0, "")
                     print(f"    {v.name}: {run.steps} steps reused from {run_dir}", file=sys.stderr)
                     continue
@@ -132,7 +145,7 @@ def train_variants(
                 run_dir.mkdir(parents=True)
                 with open(run_dir / "train.log", "w", encoding="utf-8") as log:
                     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env(threads))
-                running[v.name] = (proc, run_dir, time.perf_counter(), _identity(command))
+                running[v.name] = (proc, run_dir, time.perf_counter(), identity)
             time.sleep(0.2)
             for name, (proc, run_dir, start, identity) in list(running.items()):
                 if proc.poll() is None:

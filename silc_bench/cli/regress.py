@@ -73,6 +73,6 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--device",
         choices=("cpu", "cuda"),
         default="cpu",
-        help="evaluation device of the metrics tier (default: cpu, as the reference)",
+        help="training and evaluation device of the metrics tier (default: cpu, as the reference)",
     )
     p.set_defaults(func=cmd_regress)
