@@ -83,3 +83,10 @@ def test_unknown_benchmark_protocol_and_knob(tmp_path: Path) -> None:
         with pytest.raises(UserError) as e:
             load_suite(str(path)).resolve()
         assert needle in str(e.value)
+
+
+def test_regress_sections_must_be_mappings(tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nbenchmarks: [{benchmark: zeroshot-cls, data: imagenet}]\nchecks: [a, b]\n")
+    with pytest.raises(UserError, match="'checks' must be a mapping"):
+        load_suite(str(suite))

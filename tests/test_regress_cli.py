@@ -119,11 +119,19 @@ def test_a_knob_that_does_nothing_refuses_the_update(mini, tmp_path: Path, capsy
 
 
 def test_bad_invocations_exit_2(mini, tmp_path: Path, capsys) -> None:
-    args, _ = mini
+    args, ref = mini
     assert main([*args, "--force"]) == 2
     assert "--force: only meaningful with --update" in capsys.readouterr().err
     assert main([*args, "--tier", "metrics"]) == 2  # no reference yet
     assert "no reference there" in capsys.readouterr().err
+    ref.mkdir()
+    (ref / "meta.json").write_text("[]")
+    assert main(args) == 2  # checked before any training
+    assert "meta.json: expected a JSON object" in capsys.readouterr().err
+    (ref / "meta.json").write_text("{}")
+    assert main([*args, "--tier", "fingerprints"]) == 2
+    assert "trajectories.json" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # refused before the world was even generated
     suite = tmp_path / "suite.yaml"
     suite.write_text(suite.read_text().replace("  eval_rtol: 1.0e-4\n", ""))
     assert main([*args, "--update"]) == 2
