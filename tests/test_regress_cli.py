@@ -77,6 +77,7 @@ def test_update_then_pass_then_each_failure(mini, tmp_path: Path, capsys) -> Non
 
     trajs = json.loads((ref / "trajectories.json").read_text())
     trajs["variants"]["constant"]["values"]["loss"][1] *= 1 + 1e-3  # the math of step 2 changed
+    trajs["meta"]["seed"] = 7  # and the reference was made with another seed
     (ref / "trajectories.json").write_text(json.dumps(trajs))
     (line, *rest) = [json.loads(x) for x in (ref / "metrics.jsonl").read_text().splitlines()]
     line["metrics"]["cosine"] += 0.01
@@ -87,6 +88,7 @@ def test_update_then_pass_then_each_failure(mini, tmp_path: Path, capsys) -> Non
     rc, out = _run(args, tmp_path / "w2", capsys)
     assert rc == 1
     assert "FAILED [fingerprints] trajectories outside tolerance" in out and "| constant " in out
+    assert "FAILED [fingerprints] the fingerprint runs' settings differ from the reference's" in out
     assert "FAILED [fingerprints] evaluation fingerprint of cosine moved" in out and "image/proj0" in out
     assert "FAILED [metrics] metrics outside tolerance" in out
 

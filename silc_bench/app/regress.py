@@ -105,7 +105,16 @@ def _fingerprint_tier(
     out.new_reference = {TRAJECTORIES: (trajs, meta), EVAL_FINGERPRINTS: prints}
     if reference is None:
         return out
-    ref_trajs, _ = read_trajectories(reference / TRAJECTORIES)
+    ref_trajs, ref_meta = read_trajectories(reference / TRAJECTORIES)
+    changed = [
+        {"setting": k, "reference": ref_meta.get(k), "current": v}
+        for k, v in meta.items()
+        if ref_meta.get(k) != v
+    ]
+    if changed:
+        out.failures.append(
+            ("the fingerprint runs' settings differ from the reference's", pd.DataFrame(changed))
+        )
     found = compare_trajectories(ref_trajs, trajs, tol)
     out.compared += len(found)
     if any(f.failed for f in found):
@@ -229,9 +238,12 @@ def _report(outcome: Outcome, acknowledged: set[str]) -> list[str]:
         known = [i for i in gate.items if i in acknowledged]
         if known:
             print(f"KNOWN [{outcome.tier}] acknowledged by the forced reference ({META}): {'; '.join(known)}")
-        if new:
+        if new:  # the table's rows are the gate's items, in order
             print(f"FAILED [{outcome.tier}] {gate.title}:")
-            print(_render(gate.table), end="")
+            print(
+                _render(gate.table.iloc[[i for i, item in enumerate(gate.items) if item not in known]]),
+                end="",
+            )
         open_items += new
     fixed = sorted(acknowledged - {i for g in outcome.gates for i in g.items})
     if fixed:
