@@ -74,12 +74,9 @@ def _env(threads: int) -> dict[str, str]:
 def trainer_source_hash() -> str:
     """sha256 of the trainer's source files (``silc/``): a reused run must come from the same training code."""
     import silc
+    from silc_bench.app.world_cache import source_sha256
 
-    h = hashlib.sha256()
-    root = Path(silc.__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+    return source_sha256(Path(silc.__file__).resolve().parent)
 
 
 def _identity(command: list[str], config: dict) -> dict[str, object]:

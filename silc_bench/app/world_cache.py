@@ -21,14 +21,19 @@ def cache_root() -> Path:
     return Path(base) / "silc-bench"
 
 
+def source_sha256(folder: Path) -> str:
+    """sha256 over the ``*.py`` files under ``folder`` (names and bytes, sorted): what code produced an artefact."""
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def generator_hash() -> str:
     """Short hash of the generator's source: a changed generator never reuses a stale cached world."""
     import silc.data.synth as synth
 
-    h = hashlib.sha256()
-    for path in sorted(Path(synth.__file__).resolve().parent.rglob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:8]
+    return source_sha256(Path(synth.__file__).resolve().parent)[:8]
 
 
 def world_dir(preset: str, seed: int) -> Path:
