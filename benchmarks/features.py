@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,14 @@ from tqdm import tqdm
 
 from adapters.encoder import Encoder
 from benchmarks.options import HarnessOptions
-from benchmarks.readers.images import ImageRef, data_fingerprint
+from benchmarks.readers.images import (
+    BadImage,
+    ImageRef,
+    bomb_warnings_silenced,
+    data_fingerprint,
+    settle_bad_images,
+    unit_ids,
+)
 from silc.io import atomic_write_bytes
 from silc.kernel import autocast
 from silc.kernel import resolve_precision as kernel_resolve_precision
@@ -117,7 +124,8 @@ def _tensor_sha256(t: torch.Tensor) -> str:
 
 
 class ImageDataset(Dataset):
-    """``refs[i]`` decoded and passed through ``transform``; yields ``(tensor, i)``."""
+    """``refs[i]`` decoded and passed through ``transform``; yields ``(tensor, i, None)``, or ``(None, i, why)``
+    for an image that does not decode (:class:`BadImage`), so that a run can name every bad image at once."""
 
     def __init__(self, refs: Sequence[ImageRef], transform: Callable[[Image.Image], torch.Tensor]):
         self.refs = list(refs)
@@ -126,17 +134,34 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.refs)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.refs[i].open()), i
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str | None]:
+        try:
+            with bomb_warnings_silenced():  # a loader worker, or the main thread with --workers 0
+                image = self.refs[i].open()
+        except BadImage as e:
+            return None, i, str(e)
+        return self.transform(image), i, None
+
+
+def collate_decoded(
+    items: list[tuple[torch.Tensor | None, int, str | None]],
+) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[int, str]]]:
+    """A batch of :class:`ImageDataset` items: the stacked decoded images (None if none decoded), their indices,
+    and ``(index, why)`` of those that did not decode."""
+    good = [(x, i) for x, i, _ in items if x is not None]
+    bad = [(i, why) for x, i, why in items if x is None]
+    x = torch.stack([x for x, _ in good]) if good else None
+    return x, torch.tensor([i for _, i in good], dtype=torch.long), bad
 
 
 @dataclass
 class Features:
     """Encoded features and how they were obtained."""
 
-    tensor: torch.Tensor  # float32, on CPU
+    tensor: torch.Tensor  # float32, on CPU; NaN rows for ``bad`` images ([N, 0] when none decodes)
     from_cache: bool
     encoded: int  # items that went through the encoder in this call
+    bad: dict[int, str] = field(default_factory=dict)  # index -> why, for the images that do not decode
 
 
 @dataclass
@@ -171,17 +196,26 @@ def encode_images(
     settings: EncodeSettings,
     mode: str | None = None,
     desc: str = "images",
+    allow_bad: bool = False,
 ) -> Features:
-    """Normalised global (``mode=None``) or dense features of ``refs``, from the cache when present."""
+    """Normalised global (``mode=None``) or dense features of ``refs``, from the cache when present.
+
+    Images that do not decode stop the run with one line naming all of them, unless ``allow_bad``: then they come
+    back in ``Features.bad`` for the harness to settle (:func:`settle_bad_images`). Features with bad rows are
+    never cached, so that a later run finds the bad images again."""
     cache = settings.cache or FeatureCache(None)
     parts = image_parts(encoder, refs, root, settings.precision, mode)
     cached = cache.load(parts)
     if cached is not None:
         log.info("%s: %d features from cache", desc, len(refs))
         return Features(cached, True, 0)
-    tensor = _run_images(encoder, refs, settings, mode, desc)
-    cache.save(parts, tensor)
-    return Features(tensor, False, len(refs))
+    tensor, bad = _run_images(encoder, refs, settings, mode, desc)
+    if bad and not allow_bad:
+        units = unit_ids(refs, root)
+        settle_bad_images({units[i]: why for i, why in bad.items()}, root, False, len(refs) - len(bad))
+    if not bad:
+        cache.save(parts, tensor)
+    return Features(tensor, False, len(refs) - len(bad), bad)
 
 
 def _loader(refs: Sequence[ImageRef], encoder: Encoder, settings: EncodeSettings) -> Iterator:
@@ -192,6 +226,7 @@ def _loader(refs: Sequence[ImageRef], encoder: Encoder, settings: EncodeSettings
             batch_size=settings.batch_size,
             shuffle=False,
             num_workers=workers,
+            collate_fn=collate_decoded,
             pin_memory=encoder.device.type == "cuda",
             prefetch_factor=4 if workers else None,
         )
@@ -216,8 +251,10 @@ def _cpu_threads_beside_workers(device: torch.device, workers: int) -> Iterator[
 
 def _run_images(
     encoder: Encoder, refs: Sequence[ImageRef], settings: EncodeSettings, mode: str | None, desc: str
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, dict[int, str]]:
+    """The features of ``refs`` (NaN rows for images that do not decode) and ``{index: why}`` of those."""
     out: torch.Tensor | None = None
+    bad: dict[int, str] = {}
     device = encoder.device
     n_batches = (len(refs) + settings.batch_size - 1) // settings.batch_size
     with (
@@ -225,17 +262,19 @@ def _run_images(
         autocast(settings.precision, device),
         _cpu_threads_beside_workers(device, settings.workers),
     ):
-        for x, idx in tqdm(
+        for x, idx, failed in tqdm(
             _loader(refs, encoder, settings), total=n_batches, desc=desc, unit="batch", disable=None
         ):
+            bad.update(failed)
+            if x is None:
+                continue
             x = x.to(device, non_blocking=True)
             f = encoder.encode_image(x) if mode is None else encoder.encode_dense(x, mode)
             f = F.normalize(f.float(), dim=1).cpu()
             if out is None:
-                out = torch.empty((len(refs), *f.shape[1:]), dtype=torch.float32)
+                out = torch.full((len(refs), *f.shape[1:]), float("nan"), dtype=torch.float32)
             out[idx] = f
-    assert out is not None
-    return out
+    return (out if out is not None else torch.full((len(refs), 0), float("nan"))), bad
 
 
 def encode_texts(

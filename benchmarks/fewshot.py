@@ -19,14 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks.identity import PublicDataset, imagenet_differences, listed
 from benchmarks.options import HarnessOptions, option
-from benchmarks.readers.classification import ClassificationData, read_class_meta, read_classification
+from benchmarks.readers.classification import (
+    ClassificationData,
+    ClassMeta,
+    read_class_meta,
+    read_classification,
+)
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
 from silc.kernel.precision import CHOICES as PRECISIONS
 
 if TYPE_CHECKING:
     from adapters.encoder import Encoder
+    from benchmarks.features import EncodeSettings, Features
     from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
@@ -90,6 +97,14 @@ class FewShotLinearProbe(Harness):
     key_metrics = ("acc1_1shot_mean", "acc1_5shot_mean", "acc1_10shot_mean")
     table_order = 30
     metric_scale = "fraction"
+    public_datasets = {
+        "imagenet-1k": PublicDataset(
+            "ImageNet-1k",
+            lambda root, p: imagenet_differences(
+                root, {p["train_split"]: "train", p["val_split"]: "val"}, None
+            ),
+        )
+    }
     protocols = {
         "linear-probe": {
             "train_split": "train",
@@ -110,19 +125,44 @@ class FewShotLinearProbe(Harness):
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
         from benchmarks.features import pin_encoding
 
-        if not protocol["shots"] or any(k < 1 for k in protocol["shots"]) or not protocol["seeds"]:
-            raise UserError(
-                f"shots/seeds: expected positive shot counts and at least one seed, got "
-                f"{protocol['shots']} / {protocol['seeds']}"
-            )
+        _check_shots(protocol)
         meta = read_class_meta(data_root, protocol["val_split"])
-        read_class_meta(data_root, protocol["train_split"])
+        _check_same_classes(read_class_meta(data_root, protocol["train_split"]), meta)
         pinned = meta.pinned()
         return {
             **pin_encoding(protocol, encoder),
             "num_classes": pinned["num_classes"],
             "classnames_sha256": pinned["classnames_sha256"],
         }
+
+    def preflight(
+        self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
+    ) -> list[str]:
+        """Both splits' class folders with their images, the same classes in both, enough images for the shots."""
+        if not data_root.is_dir():
+            return [
+                f"{data_root}: folder does not exist; expected train/<class>/<image> and val/<class>/<image>"
+            ]
+        problems = []
+        try:
+            _check_shots(protocol)
+        except UserError as e:
+            problems.append(str(e))
+        read = []
+        for split in (protocol["train_split"], protocol["val_split"]):
+            try:
+                read.append(read_classification(data_root, split))
+            except UserError as e:
+                problems.append(str(e))
+        if len(read) == 2:
+            train, val = read
+            try:
+                _check_same_classes(train.meta, val.meta)
+                if not problems:
+                    _check_enough(train, max(protocol["shots"]))
+            except UserError as e:
+                problems.append(str(e))
+        return problems
 
     def evaluate(
         self,
@@ -133,7 +173,7 @@ class FewShotLinearProbe(Harness):
         artefacts: Path,
     ) -> Evaluation:
         from benchmarks.features import encode_images, settings_from_options
-        from benchmarks.readers.images import unit_ids
+        from benchmarks.readers.images import settle_bad_images, unit_ids
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         train = read_classification(data_root, protocol["train_split"])
@@ -143,20 +183,22 @@ class FewShotLinearProbe(Harness):
                 f"{data_root}: {protocol['train_split']} has {len(train.meta.classnames)} classes, "
                 f"{protocol['val_split']} has {len(val.meta.classnames)}"
             )
-        num_classes, k_max = len(train.meta.classnames), max(protocol["shots"])
-        _check_enough(train, k_max)
         settings = settings_from_options(options, protocol["precision"])
-        shots = {s: sample_shots(train.labels, num_classes, k_max, s) for s in protocol["seeds"]}
-        chosen = sorted({i for per_class in shots.values() for idx in per_class for i in idx})
+        shots, chosen, train_feats, bad_train = _draw_and_encode_shots(
+            encoder, train, protocol, settings, options.skip_bad_images
+        )
         pos = {i: j for j, i in enumerate(chosen)}
-        train_feats = encode_images(
-            encoder, [train.refs[i] for i in chosen], data_root, settings, desc="shots"
-        )
         val_feats = encode_images(
-            encoder, val.refs, data_root, settings, desc=f"{self.name} {val.meta.split}"
+            encoder, val.refs, data_root, settings, desc=f"{self.name} {val.meta.split}", allow_bad=True
         )
+        val_units = unit_ids(val.refs, data_root)
+        keep = [i for i in range(len(val.refs)) if i not in val_feats.bad]  # val images that decode
+        bad = {val_units[i]: why for i, why in val_feats.bad.items()}
+        bad_refs = [train.refs[i] for i in bad_train]
+        bad |= dict(zip(unit_ids(bad_refs, data_root), bad_train.values(), strict=True))
+        skipped = settle_bad_images(bad, data_root, options.skip_bad_images, len(keep))
         x_all = train_feats.tensor.double().numpy()
-        x_val, y_val = val_feats.tensor.double().numpy(), np.asarray(val.labels)
+        x_val, y_val = val_feats.tensor[keep].double().numpy(), np.asarray([val.labels[i] for i in keep])
         metrics: dict[str, Any] = {}
         runs = []
         correct = []  # per run (k-major, seeds in order): each val image's correctness
@@ -179,9 +221,10 @@ class FewShotLinearProbe(Harness):
             "num_train_images_encoded": len(chosen),
             "image_features_from_cache": {"train": train_feats.from_cache, "val": val_feats.from_cache},
         }
-        outcomes = self._outcomes(correct, protocol, unit_ids(val.refs, data_root))
+        outcomes = self._outcomes(correct, protocol, [val_units[i] for i in keep])
+        encoded = train_feats.encoded + val_feats.encoded
         return Evaluation(
-            metrics, val.meta.split, len(val.refs), train_feats.encoded + val_feats.encoded, extra, outcomes
+            metrics, val.meta.split, len(keep), encoded, extra, outcomes, skipped_images=skipped
         )
 
     @staticmethod
@@ -220,6 +263,72 @@ class FewShotLinearProbe(Harness):
         if not num_classes:
             return {}
         return {f"acc1_{k}shot_mean": 1 / num_classes for k in record.protocol.get("shots", [])}
+
+
+def _check_shots(protocol: dict[str, Any]) -> None:
+    if not protocol["shots"] or any(k < 1 for k in protocol["shots"]) or not protocol["seeds"]:
+        raise UserError(
+            f"shots/seeds: expected positive shot counts and at least one seed, got "
+            f"{protocol['shots']} / {protocol['seeds']}"
+        )
+
+
+def _check_same_classes(train: ClassMeta, val: ClassMeta) -> None:
+    """The probe's labels are class indices: both splits must list the same classes in the same order."""
+    names = [[d.name for d in m.class_dirs] or m.classnames for m in (train, val)]
+    if names[0] != names[1]:
+        only = [sorted(set(a) - set(b)) for a, b in (names, names[::-1])]
+        raise UserError(
+            f"{train.root}: {train.split} and {val.split} have different class folders ({train.split} only: "
+            f"{listed(only[0]) or '-'}; {val.split} only: {listed(only[1]) or '-'}); a probe's labels would not "
+            f"match"
+        )
+
+
+def _draw_and_encode_shots(
+    encoder: Encoder,
+    train: ClassificationData,
+    protocol: dict[str, Any],
+    settings: EncodeSettings,
+    skip_bad_images: bool,
+) -> tuple[dict[int, list[list[int]]], list[int], Features, dict[int, str]]:
+    """Each seed's shots (train indices per class), the images they use (sorted), those images' features, and
+    ``{train index: why}`` of the drawn images that do not decode. With ``skip_bad_images`` a bad image leaves
+    the pool and the shots are drawn again from the rest, exactly as from a copy of the data without it."""
+    import torch
+
+    from benchmarks.features import Features, encode_images
+
+    num_classes, k_max = len(train.meta.classnames), max(protocol["shots"])
+    alive = list(range(len(train.refs)))
+    features: dict[int, torch.Tensor] = {}
+    bad: dict[int, str] = {}
+    from_cache, encoded = True, 0
+    while True:
+        pool = ClassificationData(
+            train.meta, [train.refs[i] for i in alive], [train.labels[i] for i in alive]
+        )
+        _check_enough(pool, k_max)
+        shots = {
+            seed: [[alive[j] for j in idx] for idx in sample_shots(pool.labels, num_classes, k_max, seed)]
+            for seed in protocol["seeds"]
+        }
+        chosen = sorted({i for per_class in shots.values() for idx in per_class for i in idx})
+        new = [i for i in chosen if i not in features]
+        got = encode_images(
+            encoder, [train.refs[i] for i in new], train.meta.root, settings, desc="shots", allow_bad=True
+        )
+        from_cache, encoded = from_cache and got.from_cache, encoded + got.encoded
+        features |= {i: got.tensor[j] for j, i in enumerate(new) if j not in got.bad}
+        found = {new[j]: why for j, why in got.bad.items()}
+        bad |= found
+        if not found or not skip_bad_images:
+            break
+        alive = [i for i in alive if i not in found]
+    dim = next(iter(features.values())).shape if features else (0,)
+    missing = torch.full(dim, float("nan"))  # a bad image's row (its run stops unless skipping)
+    tensor = torch.stack([features.get(i, missing) for i in chosen])
+    return shots, chosen, Features(tensor, from_cache, encoded), bad
 
 
 def _check_enough(train: ClassificationData, k: int) -> None:

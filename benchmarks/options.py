@@ -46,6 +46,11 @@ class HarnessOptions:
     bootstrap: int = option(
         1000, "bootstrap resamples for the 95 %% intervals of the headline metrics (0: none)", metavar="N"
     )
+    skip_bad_images: bool = option(
+        False,
+        "leave out images that do not decode (truncated, empty, not an image, over PIL's pixel limit) and list "
+        "them in the record's skipped_images, instead of stopping",
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.identity import listed
 from silc.errors import UserError
 from silc.io import atomic_write_json, atomic_write_text
 
@@ -128,7 +129,8 @@ def check_split(
     unknown = [n for n in (names if names is not None else split.names) if n not in known]
     if unknown:
         raise UserError(
-            f"{coco_path}: split {split.source} names categories this file does not have: {unknown}"
+            f"{coco_path}: split {split.source} names categories this file does not have: "
+            f"{listed([repr(n) for n in unknown])}"
         )
 
 

@@ -54,6 +54,11 @@ class ResultRecord:
     # units, the per-sample outcomes file in the record's artefacts folder); not part of the protocol
     metrics_ci: dict[str, dict[str, float | None]] = field(default_factory=dict)
     uncertainty: dict[str, Any] = field(default_factory=dict)
+    # images that did not decode and were left out under --skip-bad-images (paths relative to the dataset root)
+    skipped_images: list[str] = field(default_factory=list)
+    # the public dataset a suite entry claimed and what the identity check found (empty: none claimed):
+    # {"claimed": NAME, "verified": bool, "differences": [...], "label": the table's dataset label}
+    dataset_identity: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a plain JSON-able dict."""
@@ -63,7 +68,15 @@ class ResultRecord:
     def from_json(cls, obj: dict[str, Any], source: str = "<record>") -> ResultRecord:
         """Parse a record dict; a missing or unknown key is a UserError naming ``source``."""
         names = {f for f in cls.__dataclass_fields__}
-        optional = ("extra", "versions", "schema", "metrics_ci", "uncertainty")
+        optional = (
+            "extra",
+            "versions",
+            "schema",
+            "metrics_ci",
+            "uncertainty",
+            "skipped_images",
+            "dataset_identity",
+        )
         missing = [k for k in names if k not in obj and k not in optional]
         if missing:
             raise UserError(f"{source}: result record is missing key(s) {sorted(missing)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from adapters.encoder import Encoder
+    from benchmarks.identity import PublicDataset
     from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
@@ -45,6 +47,7 @@ class Evaluation:
     images_processed: int  # images through the encoder (for images/s)
     extra: dict[str, Any] = field(default_factory=dict)
     outcomes: Outcomes | None = None  # per-unit outcomes the headline metrics are a function of
+    skipped_images: list[str] = field(default_factory=list)  # undecodable images left out (--skip-bad-images)
 
 
 class Harness(ABC):
@@ -66,6 +69,9 @@ class Harness(ABC):
     table_order: ClassVar[int] = 100
     # The metrics' scale, which sets the decimals tables print (fraction: 4, percent: 2).
     metric_scale: ClassVar[Literal["fraction", "percent"]] = "fraction"
+    # The public datasets a suite entry may claim for this benchmark (``dataset: <claim>``): claim -> its display
+    # name and the check that lists how a folder differs from it (benchmarks/identity.py).
+    public_datasets: ClassVar[dict[str, PublicDataset]] = {}
 
     def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
         """The headline metrics for each resample ``counts[b]`` (how often each unit is drawn) from the per-unit
@@ -113,8 +119,11 @@ class Harness(ABC):
         """``protocol`` plus what the data and model fix (template hashes, transform); runs before the record path."""
         return protocol
 
-    def preflight(self, data_root: Path) -> list[str]:
-        """Problems with ``data_root`` found without computing (missing files), as messages."""
+    def preflight(
+        self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
+    ) -> list[str]:
+        """Every problem a run of ``protocol`` (resolved) with ``options`` on ``device`` would meet, found without
+        computing (files, schemas, class names, label ranges, device needs), one message each."""
         return [] if data_root.exists() else [f"{data_root}: folder does not exist"]
 
     @abstractmethod
@@ -128,6 +137,17 @@ class Harness(ABC):
     ) -> Evaluation:
         """Run the benchmark on ``encoder`` and return its metrics; files beside the record go in ``artefacts``
         (the record's own folder, created by the harness when it writes something)."""
+
+
+def collect_problems(*checks: Callable[[], object]) -> list[str]:
+    """Run every check; the message of each that raises a UserError (a preflight reports them all at once)."""
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except UserError as e:
+            problems.append(str(e))
+    return problems
 
 
 def register(harness: Harness) -> Harness:

@@ -62,6 +62,30 @@ def _overrides(obj: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def shipped_configs() -> Path:
+    """The training configs shipped with silc-bench: the checkout's top-level ``configs/``, installed by the wheel
+    as ``silc/configs/`` (pyproject maps the folder there)."""
+    import silc
+
+    package = Path(silc.__file__).resolve().parent
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"
+
+
+def _variant_config(value: str, base: Path, at: str) -> Path:
+    """A variant's config file: ``value`` relative to the suite's folder ``base``, else among the shipped
+    training configs (so the shipped suites work from a checkout and from an installed wheel alike)."""
+    folders = (base, shipped_configs())
+    for folder in folders:
+        config = (folder / value).resolve()
+        if config.is_file():
+            return config
+    raise UserError(
+        f"{at}.config: {value} is not a file relative to the suite ({base}) nor among the shipped training "
+        f"configs ({folders[1]})"
+    )
+
+
 def _variants(train: dict[str, Any], base: Path, where: str) -> tuple[Variant, ...]:
     variants = train.get("variants")
     if not isinstance(variants, dict) or not variants:
@@ -71,10 +95,7 @@ def _variants(train: dict[str, Any], base: Path, where: str) -> tuple[Variant, .
         at = f"{where}.variants.{name}"
         if not isinstance(spec, dict) or not isinstance(spec.get("config"), str):
             raise UserError(f"{at}: expected a mapping with 'config' (a YAML path)")
-        config = (base / spec["config"]).resolve()
-        if not config.is_file():
-            raise UserError(f"{at}.config: {config} does not exist")
-        out.append(Variant(str(name), config, _overrides(spec, at)))
+        out.append(Variant(str(name), _variant_config(spec["config"], base, at), _overrides(spec, at)))
     return tuple(out)
 
 

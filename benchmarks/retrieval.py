@@ -12,11 +12,13 @@ test set (ranks are not recomputed within a resample, which would change what th
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.identity import FLICKR30K_CAPTIONS, FLICKR30K_FILE, FLICKR30K_TEST_IMAGES, PublicDataset
 from benchmarks.options import HarnessOptions, option
 from benchmarks.readers.karpathy import find_annotation_file, read_karpathy
 from benchmarks.registry import Evaluation, Harness, register
@@ -42,6 +44,29 @@ class RetrievalOptions(HarnessOptions):
     image_dir: str | None = option(None, "folder holding the images (default: found under --data)")
 
 
+def flickr30k_differences(root: Path, protocol: dict[str, Any]) -> list[str]:
+    """How ``root`` differs from the Flickr30k Karpathy test split, from its JSON alone: the file
+    (``dataset_flickr30k.json`` saying ``dataset: flickr30k``), the split, 1,000 images with 5 captions each."""
+    from benchmarks.readers.karpathy import _entry_fields, _load
+
+    ann = find_annotation_file(root)
+    entries = [_entry_fields(ann, i, e) for i, e in enumerate(_load(ann))]  # schema errors: UserErrors
+    out = [] if ann.name == FLICKR30K_FILE else [f"caption file {ann.name} (expected {FLICKR30K_FILE})"]
+    dataset = json.loads(ann.read_text(encoding="utf-8")).get("dataset")
+    if dataset != "flickr30k":
+        out.append(f"its 'dataset' is {dataset!r} (expected 'flickr30k')")
+    split = protocol["split"]
+    if split != "test":
+        out.append(f"split {split!r} (expected test)")
+    captions = [len(raws) for _, s, raws, _ in entries if s == split]
+    if len(captions) != FLICKR30K_TEST_IMAGES:
+        out.append(f"{len(captions):,} {split} images (expected {FLICKR30K_TEST_IMAGES:,})")
+    other = sum(n != FLICKR30K_CAPTIONS for n in captions)
+    if other:
+        out.append(f"{other:,} of them without exactly {FLICKR30K_CAPTIONS} captions")
+    return out
+
+
 class Retrieval(Harness):
     name = "retrieval"
     description = "image-text retrieval: recall@1/5/10 both directions (clip_benchmark hit@k)"
@@ -50,6 +75,7 @@ class Retrieval(Harness):
     key_metrics = ("image_retrieval_recall@1", "text_retrieval_recall@1")
     table_order = 20
     metric_scale = "fraction"
+    public_datasets = {"flickr30k": PublicDataset("Flickr30k (Karpathy test)", flickr30k_differences)}
     protocols = {
         "karpathy-test": {
             "split": "test",
@@ -69,6 +95,19 @@ class Retrieval(Harness):
         digest = hashlib.sha256(ann.read_bytes()).hexdigest()
         return {**pin_encoding(protocol, encoder), "annotations": ann.name, "annotations_sha256": digest}
 
+    def preflight(
+        self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
+    ) -> list[str]:
+        """The Karpathy JSON's schema, the split's images on disk, the recall k values."""
+        problems = []
+        if any(k < 1 for k in protocol["recall_k"]):
+            problems.append(f"recall_k: expected positive integers, got {protocol['recall_k']}")
+        try:
+            read_karpathy(data_root, protocol["split"], image_dir=options.image_dir)
+        except UserError as e:
+            problems.append(str(e))
+        return problems
+
     def evaluate(
         self,
         encoder: Encoder,
@@ -81,27 +120,38 @@ class Retrieval(Harness):
 
         from benchmarks.features import encode_images, encode_texts, settings_from_options
         from benchmarks.metrics import recall_from_hits, retrieval_hits
-        from benchmarks.readers.images import unit_ids
+        from benchmarks.readers.images import settle_bad_images, unit_ids
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         data = read_karpathy(data_root, protocol["split"], image_dir=options.image_dir)
-        texts = [c for caps in data.captions for c in caps]
-        if not texts:
+        if not any(data.captions):
             raise UserError(f"{data.annotation_file}: the {data.split!r} images have no captions")
-        text_image = torch.tensor([i for i, caps in enumerate(data.captions) for _ in caps])
         settings = settings_from_options(options, protocol["precision"])
-        images = encode_images(encoder, data.refs, data.root, settings, desc=f"{self.name} {data.split}")
+        images = encode_images(
+            encoder, data.refs, data.root, settings, desc=f"{self.name} {data.split}", allow_bad=True
+        )
+        units = unit_ids(data.refs, data.root)
+        keep = [i for i in range(len(units)) if i not in images.bad]  # an image that does not decode: out,
+        bad = {units[i]: why for i, why in images.bad.items()}  # with its captions
+        skipped = settle_bad_images(bad, data.root, options.skip_bad_images, len(keep))
+        captions = [data.captions[i] for i in keep]
+        texts = [c for caps in captions for c in caps]
+        if not texts:
+            raise UserError(f"{data.annotation_file}: the {data.split!r} images that decode have no captions")
+        text_image = torch.tensor([i for i, caps in enumerate(captions) for _ in caps])
         text = encode_texts(encoder, texts, settings, desc="captions")
-        hits = retrieval_hits(images.tensor, text.tensor, text_image, protocol["recall_k"])
+        hits = retrieval_hits(images.tensor[keep], text.tensor, text_image, protocol["recall_k"])
         metrics = recall_from_hits(*hits, protocol["recall_k"])
-        outcomes = self._outcomes(*hits, text_image, protocol["recall_k"], unit_ids(data.refs, data.root))
+        outcomes = self._outcomes(*hits, text_image, protocol["recall_k"], [units[i] for i in keep])
         extra = {
             "annotation_file": str(data.annotation_file.resolve()),
             "num_captions": len(texts),
             "image_features_from_cache": images.from_cache,
             "text_features_from_cache": text.from_cache,
         }
-        return Evaluation(metrics, data.split, len(data.refs), images.encoded, extra, outcomes)
+        return Evaluation(
+            metrics, data.split, len(keep), images.encoded, extra, outcomes, skipped_images=skipped
+        )
 
     @staticmethod
     def _outcomes(

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks import claims
 from benchmarks.options import HarnessOptions
 from benchmarks.records import (
     ResultRecord,
@@ -34,19 +35,65 @@ def run_harness(
     results_dir: str | Path,
     rerun: bool = False,
     options: HarnessOptions | dict[str, Any] | None = None,
+    wait: bool = True,
+    dataset_identity: dict[str, Any] | None = None,
 ) -> tuple[ResultRecord, Path, bool]:
     """Evaluate and write the record; returns (record, path, computed). An existing record is reused.
+    ``dataset_identity``: what the suite's preflight found about the public dataset the data was claimed to be.
 
+    The record is computed under its claim, so concurrent runs on one results folder compute it once: a record
+    another process is computing is waited for and reused (``wait=False``: raise ``ClaimedElsewhere`` instead).
     The harness gets its typed options and one artefacts folder next to the record for any other files."""
     options = harness.parse_options(options)
     protocol = harness.pin_protocol(protocol, encoder, Path(data_root))
     path = record_path(results_dir, encoder.name, harness.name, protocol_name, protocol)
     data_root = Path(data_root)
     if path.exists() and not rerun:
-        log.info("skip %s (exists; --rerun to recompute)", path)
-        record = read_record(path)
-        _check_reusable(record, path, encoder, data_root)
-        return record, path, False
+        claims.clear_stale(path)
+        return _reuse(path, encoder, data_root)
+    try:
+        claim = claims.Claim(path, wait=False)
+    except claims.ClaimedElsewhere as e:
+        if not wait:
+            raise
+        log.info("%s; waiting for it", e)
+        claim = claims.Claim(path)
+    with claim:
+        if path.exists() and not rerun:  # written by the process that held the claim
+            return _reuse(path, encoder, data_root)
+        return _evaluate(
+            harness,
+            encoder,
+            data_root,
+            protocol_name,
+            protocol,
+            results_dir,
+            options,
+            path,
+            dataset_identity or {},
+        )
+
+
+def _reuse(path: Path, encoder: Encoder, data_root: Path) -> tuple[ResultRecord, Path, bool]:
+    """The stored record at ``path``, if it stands for this encoder and dataset."""
+    log.info("skip %s (exists; --rerun to recompute)", path)
+    record = read_record(path)
+    _check_reusable(record, path, encoder, data_root)
+    return record, path, False
+
+
+def _evaluate(
+    harness: Harness,
+    encoder: Encoder,
+    data_root: Path,
+    protocol_name: str,
+    protocol: dict[str, Any],
+    results_dir: str | Path,
+    options: HarnessOptions,
+    path: Path,
+    dataset_identity: dict[str, Any],
+) -> tuple[ResultRecord, Path, bool]:
+    """Run the harness and write its record (the caller holds the record's claim)."""
     start = time.perf_counter()
     ev = harness.evaluate(encoder, data_root, protocol, options, artefacts_dir(path))
     wall = time.perf_counter() - start
@@ -68,6 +115,8 @@ def run_harness(
         versions=software_versions(),
         metrics_ci=metrics_ci,
         uncertainty=uncertainty,
+        skipped_images=list(ev.skipped_images),
+        dataset_identity=dataset_identity,
     )
     path = write_record(results_dir, record)
     log.info("wrote %s", path)

@@ -61,9 +61,9 @@ class PascalVOC20Dataset(PascalVOCDataset):
 
 @METRICS.register_module()
 class PerClassIoUMetric(IoUMetric):
-    """mmseg's IoUMetric (same mIoU/aAcc/mAcc) that also keeps per-class IoU/Acc in ``per_class``, the per-image
-    areas it summed in ``per_image`` (:func:`per_image_areas`) with the images' paths in ``image_paths``, and
-    fails with a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop
+    """mmseg's IoUMetric (same mIoU/aAcc/mAcc, and in ``unrounded`` their values before its 2-decimal rounding)
+    that also keeps per-class IoU/Acc in ``per_class``, the per-image areas it summed in ``per_image``
+    (:func:`per_image_areas`) with the images' paths in ``image_paths``, and fails with a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop
     them) and on label maps whose size differs from their image's."""
 
     default_prefix = "seg"  # mmengine warns on every run when a metric has no prefix; run_config strips it
@@ -72,6 +72,7 @@ class PerClassIoUMetric(IoUMetric):
         super().__init__(**kwargs)
         self.image_paths: list[str] = []  # of the images processed, in the order of ``results``
         self.per_image: dict[str, np.ndarray] = {}
+        self.unrounded: dict[str, float] = {}
 
     def process(self, data_batch: Any, data_samples: Any) -> None:
         num_classes = len(self.dataset_meta["classes"])
@@ -107,6 +108,11 @@ class PerClassIoUMetric(IoUMetric):
         self.per_class = {
             key: [None if np.isnan(v) else float(v) * 100 for v in np.asarray(per_class[key], dtype=float)]
             for key in ("IoU", "Acc")
+        }
+        # IoUMetric's summary before its np.round(..., 2): the same nanmean over the same per-class values
+        self.unrounded = {
+            key if key == "aAcc" else f"m{key}": float(np.nanmean(value) * 100)
+            for key, value in per_class.items()
         }
         self.per_class["pixels"] = [int(v) for v in label_area]
         return metrics

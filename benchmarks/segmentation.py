@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapters.encoder import DENSE_MODES
+from benchmarks.identity import ADE20K_CLASSES, ADE20K_VAL_IMAGES, PublicDataset, listed
 from benchmarks.mm_logs import logs_to_stderr
 from benchmarks.options import HarnessOptions, option
-from benchmarks.registry import Evaluation, Harness, register
+from benchmarks.readers.images import find_bad_images, settle_bad_images
+from benchmarks.registry import Evaluation, Harness, collect_problems, register
 from silc.errors import UserError
+from silc.io import atomic_write_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,6 +43,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 }
 LAYOUT = "ADEChallengeData2016/{images,annotations}/<split>/ with <stem>.jpg images and <stem>.png label maps"
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "mmseg"
+LABEL_SAMPLE = 20  # label maps whose values the preflight reads (evenly spaced by name)
 # The shipped config each protocol is; the harness loads it and applies the protocol to it as overrides.
 CONFIG_FILES = {"ade-448": "ade20k_448.py", "ade-336": "ade20k_336.py", "synth": "synth_ade20k.py"}
 # The parts of a loaded config that the harness runs (and records as ``extra.mmseg_config``).
@@ -81,6 +85,24 @@ def check_pairs(root: Path, split: str, img_suffix: str = ".jpg", seg_suffix: st
     return len(stems)
 
 
+def find_bad_pairs(
+    root: Path, split: str, img_suffix: str = ".jpg", seg_suffix: str = ".png"
+) -> tuple[dict[str, str], list[str]]:
+    """Decode every image of ``split`` and its label map fully with PIL (mmseg decodes images with cv2, which
+    reads a truncated JPEG as grey without a word). Returns ``{file relative to root: why}`` of the files that do
+    not decode, and the names (under ``images/<split>``, without the suffix, in mmseg's order) of the images
+    that decode with their label maps."""
+    img_dir, ann_dir = root / "images" / split, root / "annotations" / split
+    files = sorted(p.relative_to(img_dir).as_posix() for p in img_dir.rglob(f"*{img_suffix}"))
+    names = [f[: -len(img_suffix)] for f in files]  # sorted with the suffix, as mmseg sorts its img_paths
+    pairs = [(img_dir / f"{n}{img_suffix}", ann_dir / f"{n}{seg_suffix}") for n in names]
+    paths = [p for pair in pairs for p in pair]
+    found = find_bad_images(paths)
+    bad = {paths[i].relative_to(root).as_posix(): why for i, why in found.items()}
+    kept = [n for j, n in enumerate(names) if 2 * j not in found and 2 * j + 1 not in found]
+    return bad, kept
+
+
 def check_knobs(protocol: dict[str, Any]) -> None:
     """Reject knob values no run could use (unknown dense mode, non-positive sizes)."""
     if protocol["dense_mode"] not in DENSE_MODES:
@@ -92,6 +114,95 @@ def check_knobs(protocol: dict[str, Any]) -> None:
         raise UserError(
             f"protocol knob bg_threshold: expected a probability in (0, 1), got {protocol['bg_threshold']}"
         )
+
+
+def check_vocabulary(protocol: dict[str, Any], root: Path) -> None:
+    """A folder that ships its own classnames.txt is never scored with ADE20K's 150 names silently: a protocol
+    that would (ADE20KDataset with the dataset's names) on such a folder is a UserError saying what to use."""
+    own = root / "classnames.txt"
+    if protocol["dataset"] != "ADE20KDataset" or protocol["names"] != "dataset" or not own.is_file():
+        return
+    from adapters.class_queries import read_names_file
+    from adapters.mmseg import class_names_from
+
+    theirs = [synonyms[0] for synonyms in read_names_file(own)]
+    ade = [synonyms[0] for synonyms in class_names_from({"dataset": protocol["dataset"]})]
+    if theirs == ade:
+        return
+    what = f"{len(theirs)} classes" if len(theirs) != len(ade) else f"{len(ade)} classes named otherwise"
+    names = f"--names {own} or " if len(theirs) == len(ade) else ""
+    raise UserError(
+        f"{own}: the folder's own {what}, but this protocol scores with ADE20K's {len(ade)} names (mmseg "
+        f"ADE20KDataset); use {names}--protocol synth, which reads that file (--short-side 448 --crop 448 "
+        "--stride 224 for the ade-448 recipe)"
+    )
+
+
+def check_label_sample(root: Path, split: str, num_classes: int, sample: int = LABEL_SAMPLE) -> None:
+    """Label values of ``sample`` evenly spaced label maps (by name) of ``split``: with reduce_zero_label (ADE20K:
+    0 is "other") only 0..classes and 255 are labels; IoUMetric would drop any other value without a word."""
+    import numpy as np
+    from PIL import Image
+
+    ann_dir = root / "annotations" / split
+    files = sorted(ann_dir.rglob("*.png"))
+    picks = sorted({files[round(i)] for i in np.linspace(0, len(files) - 1, min(sample, len(files)))})
+    bad = []
+    for path in picks:
+        try:
+            with Image.open(path) as im:
+                labels = np.asarray(im)
+        except (
+            OSError
+        ):  # an undecodable map is the decode check's to name (find_bad_pairs, --skip-bad-images)
+            continue
+        if labels.ndim != 2:
+            bad.append(f"{path.name} ({labels.shape[-1]} channels, not a label map)")
+            continue
+        values = np.unique(labels)
+        wrong = values[(values > num_classes) & (values != 255)].tolist()
+        if wrong:
+            bad.append(f"{path.name} (values {listed(wrong, 5)})")
+    if bad:
+        raise UserError(
+            f"{ann_dir}: {len(bad)} of {len(picks)} sampled label maps hold values other than 0..{num_classes} "
+            f"and 255 ({num_classes} classes, reduce_zero_label): {listed(bad, 3)}"
+        )
+
+
+def dataset_classes(protocol: dict[str, Any], root: Path) -> list[list[str]]:
+    """The dataset's own class list (mmseg METAINFO, or the synthetic layout's classnames.txt): what the label
+    values index, whatever names the protocol prompts with."""
+    from adapters.mmseg import class_names_from
+
+    return class_names_from(class_names_source({**protocol, "names": "dataset"}, root))
+
+
+def ade20k_differences(data_root: Path, protocol: dict[str, Any]) -> list[str]:
+    """How ``data_root`` under ``protocol`` differs from ADE20K-150 validation: the dataset and class names
+    (mmseg ADE20KDataset's 150; a classnames.txt with another vocabulary), 2,000 images with their label maps."""
+    root = ade_root(data_root)
+    out = []
+    if protocol["dataset"] != "ADE20KDataset":
+        out.append(f"protocol dataset {protocol['dataset']} (expected ADE20KDataset)")
+    if protocol["names"] != "dataset":
+        out.append(f"class names from {protocol['names']} (expected mmseg ADE20KDataset's {ADE20K_CLASSES})")
+    own = root / "classnames.txt"
+    if own.is_file():
+        from adapters.class_queries import read_names_file
+
+        theirs = [synonyms[0] for synonyms in read_names_file(own)]
+        if theirs != [
+            synonyms[0] for synonyms in dataset_classes({**protocol, "dataset": "ADE20KDataset"}, root)
+        ]:
+            out.append(f"classnames.txt lists {len(theirs)} classes other than ADE20K's {ADE20K_CLASSES}")
+    if protocol["split"] != "validation":
+        out.append(f"split {protocol['split']!r} (expected validation)")
+    images = check_pairs(root, protocol["split"])
+    labels = sum(1 for _ in (root / "annotations" / protocol["split"]).rglob("*.png"))
+    if images != ADE20K_VAL_IMAGES or labels != ADE20K_VAL_IMAGES:
+        out.append(f"{images:,} images and {labels:,} label maps (expected {ADE20K_VAL_IMAGES:,} each)")
+    return out
 
 
 def class_names_source(protocol: dict[str, Any], root: Path) -> str | dict:
@@ -230,13 +341,44 @@ class SegADE20K(Harness):
     key_metrics = ("mIoU", "aAcc", "mAcc")
     table_order = 40
     metric_scale = "percent"
+    public_datasets = {"ade20k": PublicDataset("ADE20K-150", ade20k_differences)}
 
-    def preflight(self, data_root: Path) -> list[str]:
+    def preflight(
+        self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
+    ) -> list[str]:
+        """The knobs, the OpenMMLab stack, the templates, the image/label pairs, the class names (never ADE20K's on a
+        folder with its own vocabulary) and the label values of a sample of label maps."""
+        from silc.kernel import resolve_templates
+
+        problems = collect_problems(
+            lambda: check_knobs(protocol), _require_mm, lambda: resolve_templates(protocol["templates"])
+        )
         try:
-            check_pairs(ade_root(data_root), "validation")
+            root = ade_root(data_root)
+            check_pairs(root, protocol["split"])
         except UserError as e:
-            return [str(e)]
-        return []
+            return [*problems, str(e)]
+        if any("OpenMMLab" in p for p in problems):  # the class lists below come from mmseg
+            return problems
+        try:
+            classes = dataset_classes(protocol, root)
+        except UserError as e:
+            return [*problems, str(e)]
+
+        def names_match() -> None:
+            from adapters.mmseg import class_names_from
+
+            names = class_names_from(class_names_source(protocol, root))
+            if len(names) != len(classes):
+                raise UserError(
+                    f"{protocol['names']}: {len(names)} classes, but the dataset has {len(classes)}"
+                )
+
+        return problems + collect_problems(
+            lambda: check_vocabulary(protocol, root),
+            names_match,
+            lambda: check_label_sample(root, protocol["split"], len(classes)),
+        )
 
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
         """Add the template and class-name hashes (what the prompts were) to the protocol."""
@@ -246,6 +388,7 @@ class SegADE20K(Harness):
         from silc.kernel import resolve_templates
 
         check_knobs(protocol)
+        check_vocabulary(protocol, ade_root(data_root))
         classes = class_names_from(class_names_source(protocol, ade_root(data_root)))
         templates = resolve_templates(protocol["templates"])
         return {
@@ -273,11 +416,16 @@ class SegADE20K(Harness):
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         root = ade_root(data_root)
-        count = check_pairs(root, protocol["split"])
+        check_pairs(root, protocol["split"])
         if protocol["dense_mode"] not in encoder.dense_modes:
             raise UserError(
                 f"encoder {encoder.name!r} does not support dense mode {protocol['dense_mode']!r}"
             )
+        start = time.perf_counter()
+        bad, kept = find_bad_pairs(root, protocol["split"])
+        check_s = time.perf_counter() - start
+        skipped = settle_bad_images(bad, root, options.skip_bad_images, len(kept))
+        count = len(kept)
         workers = options.workers
         windows = options.batch_size or 64
         cfg = load_config(
@@ -289,6 +437,9 @@ class SegADE20K(Harness):
             images_per_batch=images_per_batch(protocol, windows),
             output_dir=str(artefacts / "predictions") if options.save_predictions else None,
         )
+        if skipped:  # mmseg's own way to evaluate a subset: an ann_file listing the images, in its order
+            images_file = atomic_write_text(artefacts / "images.txt", "".join(f"{n}\n" for n in kept))
+            cfg["test_dataloader"]["dataset"]["ann_file"] = str(images_file)
         dataset_classes = class_names_from(class_names_source({**protocol, "names": "dataset"}, root))
         settings = settings_from_options(options, "fp32")  # prompt embeddings come from the shared cache
         start = time.perf_counter()
@@ -318,8 +469,10 @@ class SegADE20K(Harness):
             "per_class_iou": dict(zip(names, per_class["IoU"], strict=True)),
             "per_class_acc": dict(zip(names, per_class["Acc"], strict=True)),
             "per_class_pixels": dict(zip(names, per_class["pixels"], strict=True)),
+            "iou_metric_rounded": {key: float(metrics[key]) for key in ("mIoU", "aAcc", "mAcc")},
             "mmseg_config": cfg,
             "timing": {
+                "decode_check_s": round(check_s, 3),
                 "text_embeddings_s": round(text_s, 3),
                 "test_loop_s": round(loop_s, 3),
                 "encoder_s": round(timing["encoder_s"], 3),
@@ -335,17 +488,18 @@ class SegADE20K(Harness):
         if options.save_predictions:
             extra["predictions_dir"] = str(artefacts / "predictions")
         return Evaluation(
-            metrics={key: float(metrics[key]) for key in ("mIoU", "aAcc", "mAcc")},
+            metrics={key: metric.unrounded[key] for key in ("mIoU", "aAcc", "mAcc")},
             split=protocol["split"],
             num_samples=count,
             images_processed=timing["images"],
             extra=extra,
             outcomes=outcomes,
+            skipped_images=skipped,
         )
 
     def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
-        """mIoU, aAcc and mAcc (percent, rounded to 2 decimals as mmseg's IoUMetric) of each resample, from the
-        count-weighted sums over images of the intersection, union and label areas (see
+        """mIoU, aAcc and mAcc (percent, unrounded: mmseg's IoUMetric values before its 2-decimal rounding) of
+        each resample, from the count-weighted sums over images of the intersection, union and label areas (see
         :func:`metrics_from_areas`; not a mean of per-image IoUs)."""
         return metrics_from_areas(arrays, counts)
 
@@ -451,8 +605,9 @@ def metrics_from_areas(arrays: dict[str, np.ndarray], counts: np.ndarray) -> dic
     """mIoU, aAcc, mAcc ``[B]`` of each resample, computed as mmseg's ``IoUMetric.compute_metrics`` and
     ``total_area_to_metrics`` compute them from the summed areas: per-class IoU = ΣI / ΣU and Acc = ΣI / Σlabel
     and aAcc = ΣI / Σlabel over all classes (float32, as torch), means = ``np.nanmean`` over the classes (NaN for
-    a 0 denominator), then ``np.round(x * 100, 2)`` in float32. The reductions over classes run per resample on
-    fresh 1-D arrays, as mmseg's do, so that with all counts 1 the result is the record's metric bit for bit."""
+    a 0 denominator), times 100 in float32 — IoUMetric's value before its ``np.round(..., 2)``, which is left out
+    (the record keeps full precision; tables round). The reductions over classes run per resample on fresh 1-D
+    arrays, as mmseg's do, so that with all counts 1 the result is the record's metric bit for bit."""
     import warnings
 
     import numpy as np
@@ -472,7 +627,7 @@ def metrics_from_areas(arrays: dict[str, np.ndarray], counts: np.ndarray) -> dic
             if not np.isnan(nan_to_num):
                 all_acc = np.nan_to_num(all_acc, nan=nan_to_num)
             for key, value in (("aAcc", all_acc), ("mIoU", iou[b].copy()), ("mAcc", acc[b].copy())):
-                out[key][b] = np.round(np.nanmean(value) * 100, 2)
+                out[key][b] = np.nanmean(value) * 100
     return out
 
 

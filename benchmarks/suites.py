@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.identity import identity_record, refusal
 from benchmarks.registry import get_harness
 from silc.errors import UserError
 
@@ -28,7 +29,17 @@ _SUITE_KEYS = {
     "signal",
     "checks",
 }
-_ENTRY_KEYS = {"benchmark", "protocol", "data", "overrides", "options", "requires", "layout"}
+_ENTRY_KEYS = {
+    "benchmark",
+    "protocol",
+    "data",
+    "overrides",
+    "options",
+    "requires",
+    "layout",
+    "dataset",
+    "allow_nonstandard",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class SuiteEntry:
     options: dict[str, Any] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # files/folders (relative to the dataset folder) that must exist
     layout: str = ""  # how the dataset must be laid out (shown by the preflight)
+    dataset: str | None = None  # the public dataset the data must be (a key of the harness's public_datasets)
+    allow_nonstandard: bool = False  # run data that is not the claimed dataset, labelled as its own
 
 
 @dataclass(frozen=True)
@@ -80,24 +93,60 @@ class Suite:
             try:
                 protocol = harness.resolve_protocol(name, e.overrides)
                 harness.parse_options(e.options, "options")
+                if e.dataset is not None and e.dataset not in harness.public_datasets:
+                    known = ", ".join(sorted(harness.public_datasets)) or "none"
+                    raise UserError(
+                        f"dataset {e.dataset!r}: not a public dataset {e.benchmark!r} verifies ({known})"
+                    )
             except UserError as err:
                 raise UserError(f"{self.path}: benchmarks[{i}]: {err}") from err
             resolved.append(ResolvedEntry(e, name, protocol))
         return resolved
 
-    def preflight(self, data_root: Path) -> list[Preflight]:
-        """What is missing under ``data_root``, per suite entry that cannot run, with the layout it expects."""
-        failed, seen = [], set()
-        for e in self.entries:
-            folder = data_root / e.data
-            found = get_harness(e.benchmark).preflight(folder)
-            found += [f"{folder / r}: not found" for r in e.requires if not (folder / r).exists()]
+    def preflight(self, data_root: Path, device: str) -> list[Preflight]:
+        """The suite entries that cannot run on ``data_root`` with ``device`` (see :meth:`check`)."""
+        return self.check(data_root, device).failed
+
+    def check(self, data_root: Path, device: str, allow_nonstandard: bool = False) -> SuiteCheck:
+        """Everything each entry needs, before any compute: the harness's preflight (files, schemas, class names,
+        label ranges, device) and the files it ``requires``; an entry claiming a public dataset (``dataset:``) on a
+        folder that is not it fails too, unless it or ``allow_nonstandard`` allows that. Also each entry's
+        dataset identity for its records."""
+        failed, seen, identities = [], set(), []
+        for r in self.resolve():
+            e, harness, folder = r.entry, get_harness(r.entry.benchmark), data_root / r.entry.data
+            options = harness.parse_options(e.options, "options")
+            found = harness.preflight(folder, r.protocol, options, device)
+            missing = [f"{folder / q}: not found" for q in e.requires if not (folder / q).exists()]
+            if missing:  # what the harness read of the data would restate them; keep its other problems
+                found = [*missing, *(m for m in found if not m.startswith(str(folder)))]
+            identity: dict[str, Any] = {}
+            if e.dataset is not None and folder.exists() and not missing:
+                dataset = harness.public_datasets[e.dataset]
+                try:
+                    differences = dataset.check(folder, r.protocol)
+                except UserError as err:  # data the harness cannot read: its preflight says why
+                    found.append(str(err))
+                else:
+                    if differences and not (allow_nonstandard or e.allow_nonstandard):
+                        found.append(refusal(folder, dataset, differences))
+                    identity = identity_record(e.dataset, dataset, differences, folder)
+            identities.append(identity)
             fresh = [m for m in dict.fromkeys(found) if m not in seen]
             seen.update(fresh)
             if fresh:
                 label = f"{e.benchmark} ({e.protocol})" if e.protocol else e.benchmark
                 failed.append(Preflight(label, str(folder), tuple(fresh), e.layout.strip()))
-        return failed
+        return SuiteCheck(failed, identities)
+
+
+@dataclass(frozen=True)
+class SuiteCheck:
+    """What a suite's preflight found: the entries that cannot run, and each entry's dataset identity (in entry
+    order; empty where the entry claims no public dataset) for its records."""
+
+    failed: list[Preflight]
+    identities: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -149,6 +198,11 @@ def _parse_entry(obj: Any, where: str) -> SuiteEntry:
     protocol = obj.get("protocol")
     if protocol is not None and not isinstance(protocol, str):
         raise UserError(f"{where}: 'protocol' must be a protocol name")
+    dataset = obj.get("dataset")
+    if dataset is not None and (not isinstance(dataset, str) or not dataset):
+        raise UserError(f"{where}: 'dataset' must name a public dataset (e.g. imagenet-1k)")
+    if not isinstance(obj.get("allow_nonstandard", False), bool):
+        raise UserError(f"{where}: 'allow_nonstandard' must be true or false")
     return SuiteEntry(
         benchmark=obj["benchmark"],
         protocol=protocol,
@@ -157,6 +211,8 @@ def _parse_entry(obj: Any, where: str) -> SuiteEntry:
         options=dict(obj.get("options") or {}),
         requires=tuple(requires),
         layout=str(obj.get("layout") or ""),
+        dataset=dataset,
+        allow_nonstandard=obj.get("allow_nonstandard", False),
     )
 
 

@@ -17,7 +17,7 @@ import hashlib
 import math
 import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,16 +134,40 @@ def _short(value: Any, limit: int = 24) -> str:
 
 
 def _dataset_labels(records: list[ResultRecord]) -> dict[tuple[str, str], str]:
-    """(benchmark, dataset root) -> the folder name, or the full path where two roots share a name."""
-    roots: dict[str, set[str]] = defaultdict(set)
+    """(benchmark, dataset root) -> the row's dataset label: the public dataset's name where the records verified
+    the dataset their suite entry claimed ("ImageNet-1k"), the folder name marked "(nonstandard)" where they ran
+    on other data under --allow-nonstandard, else the folder name (records that disagree: their labels joined);
+    where two roots would share a label, it names the full path."""
+    own: dict[tuple[str, str], set[str]] = defaultdict(set)
     for r in records:
-        roots[r.benchmark].add(r.dataset_root)
+        own[(r.benchmark, r.dataset_root)].add(r.dataset_identity.get("label") or Path(r.dataset_root).name)
+    joined = {key: " / ".join(sorted(labels)) for key, labels in own.items()}
+    taken = Counter((bench, label) for (bench, _), label in joined.items())
     labels = {}
-    for bench, rs in roots.items():
-        names = [Path(x).name for x in rs]
-        for root in rs:
-            labels[(bench, root)] = root if names.count(Path(root).name) > 1 else Path(root).name
+    for (bench, root), label in joined.items():
+        if taken[(bench, label)] > 1:
+            label = root if label == Path(root).name else f"{label} ({root})"
+        labels[(bench, root)] = label
     return labels
+
+
+def _skipped_marks(records: list[ResultRecord]) -> dict[tuple[str, str, str], str]:
+    """(benchmark, protocol hash, dataset root) -> the mark a row's dataset label gains where its records left
+    undecodable images out (--skip-bad-images): " (3 images skipped)", or per model where they differ."""
+    skipped: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
+    for r in records:
+        skipped[(r.benchmark, protocol_hash(r.protocol), r.dataset_root)][r.model] = len(r.skipped_images)
+    marks = {}
+    for key, per_model in skipped.items():
+        counts = set(per_model.values())
+        if counts == {0}:
+            continue
+        if len(counts) == 1:
+            n = counts.pop()
+            marks[key] = f" ({n} image{'s' if n != 1 else ''} skipped)"
+        else:
+            marks[key] = f" (images skipped: {', '.join(f'{m} {n}' for m, n in sorted(per_model.items()))})"
+    return marks
 
 
 def _harness(benchmark: str) -> Harness | None:
@@ -176,6 +200,7 @@ def _collect(
     records = [lr.record for lr in loaded]
     plabels = _protocol_labels(records)
     dlabels = _dataset_labels(records)
+    skipped = _skipped_marks(records)
     cells: dict[RowKey, dict[str, float | None]] = defaultdict(dict)
     names: dict[RowKey, tuple[str, str]] = {}
     for r in records:
@@ -190,7 +215,7 @@ def _collect(
             plabel = plabels[(r.benchmark, h)]
             names[row] = (
                 f"{r.benchmark} ({plabel})" if plabel else r.benchmark,
-                dlabels[(r.benchmark, r.dataset_root)],
+                dlabels[(r.benchmark, r.dataset_root)] + skipped.get((r.benchmark, h, r.dataset_root), ""),
             )
     return cells, names
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.identity import PublicDataset, imagenet_differences
 from benchmarks.options import HarnessOptions, option
 from benchmarks.readers.classification import TEMPLATE_CHOICES, read_class_meta, read_classification
-from benchmarks.readers.images import unit_ids
+from benchmarks.readers.images import settle_bad_images, unit_ids
 from benchmarks.registry import Evaluation, Harness, register
+from silc.errors import UserError
 from silc.kernel.precision import CHOICES as PRECISIONS
 
 if TYPE_CHECKING:
@@ -43,6 +45,11 @@ class ZeroShotClassification(Harness):
     key_metrics = ("acc1", "acc5", "mean_per_class_recall")
     table_order = 10
     metric_scale = "fraction"
+    public_datasets = {
+        "imagenet-1k": PublicDataset(
+            "ImageNet-1k", lambda root, p: imagenet_differences(root, {p["split"]: "val"}, p["templates"])
+        )
+    }
     protocols = {
         "default": {
             "split": "val",
@@ -68,9 +75,16 @@ class ZeroShotClassification(Harness):
         meta = read_class_meta(data_root, protocol["split"], protocol["templates"])
         return {**pin_encoding(protocol, encoder), **meta.pinned()}
 
-    def preflight(self, data_root: Path) -> list[str]:
+    def preflight(
+        self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
+    ) -> list[str]:
+        """The split's class folders (or shards) with their images, class names against them, the templates file."""
         if not data_root.is_dir():
             return [f"{data_root}: folder does not exist; expected val/<class>/<image> + classnames.txt"]
+        try:
+            read_classification(data_root, protocol["split"], protocol["templates"])
+        except UserError as e:
+            return [str(e)]
         return []
 
     def evaluate(
@@ -96,12 +110,18 @@ class ZeroShotClassification(Harness):
         # [D, C]: the encoded prompts are normalised already (encode_texts), so they are pooled as they are
         classifier = pool_class_embeddings(text.tensor, len(classnames), normalize_texts=False)
         classifier = classifier.t().contiguous()
-        images = encode_images(encoder, data.refs, data_root, settings, desc=f"{self.name} {data.meta.split}")
-        logits = LOGIT_SCALE * images.tensor @ classifier
-        target = torch.tensor(data.labels)
+        images = encode_images(
+            encoder, data.refs, data_root, settings, desc=f"{self.name} {data.meta.split}", allow_bad=True
+        )
+        units = unit_ids(data.refs, data_root)
+        keep = [i for i in range(len(units)) if i not in images.bad]  # the images that decode
+        bad = {units[i]: why for i, why in images.bad.items()}
+        skipped = settle_bad_images(bad, data_root, options.skip_bad_images, len(keep))
+        logits = LOGIT_SCALE * images.tensor[keep] @ classifier
+        target = torch.tensor([data.labels[i] for i in keep])
         acc = topk_accuracy(logits, target, protocol["top_k"])
         pred = logits.argmax(dim=1)
-        outcomes = self._outcomes(logits, target, pred, protocol["top_k"], unit_ids(data.refs, data_root))
+        outcomes = self._outcomes(logits, target, pred, protocol["top_k"], [units[i] for i in keep])
         metrics: dict[str, Any] = {f"acc{k}": v for k, v in acc.items()}
         metrics["mean_per_class_recall"] = mean_per_class_recall(pred, target)
         notes = [
@@ -117,7 +137,9 @@ class ZeroShotClassification(Harness):
             "text_features_from_cache": text.from_cache,
             "num_prompts": len(prompts),
         }
-        return Evaluation(metrics, data.meta.split, len(data.refs), images.encoded, extra, outcomes)
+        return Evaluation(
+            metrics, data.meta.split, len(keep), images.encoded, extra, outcomes, skipped_images=skipped
+        )
 
     @staticmethod
     def _outcomes(logits, target, pred, top_k: list[int], units: list[str]) -> Outcomes:

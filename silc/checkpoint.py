@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from silc.errors import UserError
-from silc.io import atomic_write
+from silc.errors import UserError, torch_load_failure
+from silc.io import atomic_write, crash_point, temporary_prefix
 
 REQUIRED_KEYS = ("state_dict", "model_cfg", "model_name", "step", "config")
 LATEST = "latest.pt"
@@ -25,12 +25,13 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], step: int) -> Pa
     folder = checkpoint_dir(run_dir)
     path = folder / f"step_{step:08d}.pt"
     atomic_write(path, lambda f: torch.save(state, f))
-    tmp = folder / f".{LATEST}.{os.getpid()}.tmp"
+    tmp = folder / f"{temporary_prefix(folder / LATEST)}link.tmp"
     tmp.unlink(missing_ok=True)
     try:
         os.link(path, tmp)
     except OSError:  # file systems without hard links get a copy
         atomic_write(tmp, lambda f: f.write(path.read_bytes()))
+    crash_point(folder / LATEST)
     os.replace(tmp, folder / LATEST)
     return path
 
@@ -62,19 +63,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a damaged archive member can raise anything from the unpickler
-        raise UserError(f"{path}: not a readable SiLC checkpoint ({_load_failure(e)})") from None
+        raise UserError(f"{path}: not a readable SiLC checkpoint ({torch_load_failure(e)})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
         raise UserError(f"{path}: not a SiLC checkpoint (missing keys: {', '.join(missing)})")
     return ckpt
-
-
-def _load_failure(error: Exception) -> str:
-    """A short reason for a failed ``torch.load`` of a zip archive."""
-    if "Weights only load failed" in str(error):
-        return "holds Python objects other than tensors and containers; refused by weights_only loading"
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_architecture(ckpt: dict[str, Any], model_cfg: dict, path: str | Path) -> None:

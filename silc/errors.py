@@ -9,3 +9,12 @@ def first_line(error: BaseException) -> str:
     """The first non-empty line of an exception's message, with its type (CLI errors are one line)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def torch_load_failure(error: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in one line: a refused pickled object (code) is named
+    plainly instead of torch's multi-line advice to load it unsafely."""
+    if "Weights only load failed" in str(error):
+        return "holds Python objects other than tensors and containers; refused by weights_only loading"
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,7 +1,10 @@
-"""Shared fixtures: the synthetic world (generated once per test process) and a tiny random encoder."""
+"""Shared fixtures: the synthetic world (generated once per test process) and a tiny random encoder; the gate of
+the tests that need the OpenMMLab stack (marker ``mm``)."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from pathlib import Path
 
@@ -12,6 +15,43 @@ import torch
 torch.set_num_threads(int(os.environ.get("SILC_TEST_THREADS", "1")))
 
 TINY_MODEL_CONFIG = Path(__file__).resolve().parents[1] / "silc" / "model_configs" / "silc-tiny-vit.json"
+
+MM_MODULES = ("mmseg", "mmcv.ops", "mmdet")  # what the `mm` tests need: mmseg, mmcv's compiled ops, mmdet
+SKIP_MM_ENV = "SILC_SKIP_MM"
+
+
+@functools.cache
+def mm_missing() -> str | None:
+    """Why the OpenMMLab stack cannot be imported here (the first failing import), or None when it can."""
+    for name in MM_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # missing, a broken build of the ops, a version assertion: all unusable
+            return f"import {name}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def require_mm() -> None:
+    """Fail the calling test (or test module) when the OpenMMLab stack is missing, unless SILC_SKIP_MM=1 asks to
+    skip it: an `mm` test never skips silently."""
+    problem = mm_missing()
+    if problem is None:
+        return
+    if os.environ.get(SKIP_MM_ENV) == "1":
+        pytest.skip(
+            f"{SKIP_MM_ENV}=1 and the OpenMMLab stack is missing ({problem})", allow_module_level=True
+        )
+    pytest.fail(
+        f"the OpenMMLab stack is missing ({problem}): install it with `bash scripts/setup.sh` (without "
+        f"{SKIP_MM_ENV}=1), or set {SKIP_MM_ENV}=1 to skip the tests marked mm",
+        pytrace=False,
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``mm`` need the OpenMMLab stack (see :func:`require_mm`)."""
+    if item.get_closest_marker("mm") is not None:
+        require_mm()
 
 
 @pytest.fixture(scope="session")

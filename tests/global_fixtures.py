@@ -19,6 +19,7 @@ from torchvision import transforms
 from adapters.encoder import Encoder
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+TEMPLATES = ("a photo of a {c}.", "a {c} thing.")  # write_imagefolder's templates.txt
 
 
 def class_colour(c: int, n: int) -> np.ndarray:
@@ -45,9 +46,11 @@ def write_imagefolder(
     seed: int = 0,
     folder_names: Sequence[str] | None = None,
     ext: str = ".png",
-    templates: Sequence[str] | None = ("a photo of a {c}.", "a {c} thing."),
+    templates: Sequence[str] | None = TEMPLATES,
 ) -> Path:
-    """``root/<split>/<folder>/img_XXX<ext>`` + classnames.txt (+ templates.txt) in ImageFolder layout."""
+    """``root/<split>/<folder>/img_XXX<ext>`` + classnames.txt (+ templates.txt) in ImageFolder layout: images of
+    class ``c`` (colour ``c``) in ``folder_names[c]``, created in that order; classnames.txt lists the names in
+    sorted folder order, as the layout defines."""
     rng = np.random.default_rng(seed)
     folders = list(folder_names or [f"class{i:03d}" for i in range(len(classnames))])
     for split, n in per_class.items():
@@ -56,7 +59,8 @@ def write_imagefolder(
             d.mkdir(parents=True, exist_ok=True)
             for j in range(n):
                 class_image(c, len(folders), rng).save(d / f"img_{j:03d}{ext}")
-    (root / "classnames.txt").write_text("".join(f"{n}\n" for n in classnames))
+    by_folder = sorted(zip(folders, classnames, strict=True))
+    (root / "classnames.txt").write_text("".join(f"{name}\n" for _, name in by_folder))
     if templates is not None:
         (root / "templates.txt").write_text("".join(f"{t}\n" for t in templates))
     return root

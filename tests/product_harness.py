@@ -28,7 +28,9 @@ class EmbedHarness(Harness):
     default_protocol = "short"
     protocols = {"short": {"prompt": "a photo", "limit": 2}, "long": {"prompt": "a drawing", "limit": 4}}
 
-    def preflight(self, data_root: Path) -> list[str]:
+    def preflight(
+        self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
+    ) -> list[str]:
         if not data_root.is_dir():
             return [f"{data_root}: folder does not exist"]
         return [] if any(data_root.glob("*.png")) else [f"{data_root}: no *.png images"]

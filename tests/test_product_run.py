@@ -163,7 +163,8 @@ def test_missing_dataset_folder_is_listed_before_compute(env, capsys) -> None:
     assert any("nowhere/set-a: folder does not exist" in x for x in lines)
     assert any("nowhere/set-b: folder does not exist" in x for x in lines)
     assert (
-        lines[-1].startswith("silc-bench: error: ") and "2 missing dataset file(s) or folder(s)" in lines[-1]
+        lines[-1].startswith("silc-bench: error: ")
+        and "2 problem(s) listed above; nothing was computed" in lines[-1]
     )
     assert n_calls(env) == 0
 

@@ -24,7 +24,7 @@ def test_shipped_suites_resolve(name: str) -> None:
 
 def test_paper_preflight_lists_everything_missing_with_layouts(tmp_path: Path) -> None:
     suite = load_suite("paper")
-    failed = suite.preflight(tmp_path)
+    failed = suite.preflight(tmp_path, "cpu")
     assert [f.entry for f in failed] == [
         "zeroshot-cls",
         "fewshot",
@@ -38,7 +38,7 @@ def test_paper_preflight_lists_everything_missing_with_layouts(tmp_path: Path) -
     assert f"{tmp_path / 'coco' / 'train2017'}: not found" in failed[-1].problems
     assert "wnid" in failed[0].layout and failed[0].lines()[0] == f"zeroshot-cls on {tmp_path / 'imagenet'}:"
     (tmp_path / "flickr30k" / "images").mkdir(parents=True)
-    (retrieval,) = [f for f in suite.preflight(tmp_path) if f.entry == "retrieval"]
+    (retrieval,) = [f for f in suite.preflight(tmp_path, "cpu") if f.entry == "retrieval"]
     assert retrieval.problems == (f"{tmp_path / 'flickr30k' / 'dataset_flickr30k.json'}: not found",)
 
 

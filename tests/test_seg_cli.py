@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import require_mm
+
 pytestmark = pytest.mark.mm
-pytest.importorskip("mmseg")
-pytest.importorskip("mmcv.ops")
+require_mm()  # before the mm imports below: fails when mm is missing, skips with SILC_SKIP_MM=1
 
 from adapters.encoder import DENSE_MODES  # noqa: E402
 from benchmarks.records import read_record  # noqa: E402
@@ -63,7 +64,7 @@ def test_record_equals_numpy_confusion_matrix_of_saved_predictions(synth_root, t
     ours = confusion_metrics(pairs, 22)
     assert len(pairs) == record.num_samples == 40
     for key in ("mIoU", "aAcc", "mAcc"):
-        assert abs(ours[key] - record.metrics[key]) <= 0.005 + 1e-9, key
+        assert abs(ours[key] - record.metrics[key]) <= 1e-4, key  # unrounded: float32 sums vs float64
     names = (ade / "classnames.txt").read_text().splitlines()
     recorded = np.array([np.nan if (v := record.extra["per_class_iou"][n]) is None else v for n in names])
     np.testing.assert_allclose(recorded, ours["IoU"], atol=1e-6, equal_nan=True)
@@ -120,7 +121,11 @@ def _small_world(root: Path) -> Path:
     "breakage,message",
     [
         ("missing annotation", "no label map for 1 of 4 images, e.g. ADE_val_00000002.png"),
-        ("label out of range", "label value(s) [8] out of range for 5 classes"),
+        (
+            "label out of range",
+            "1 of 4 sampled label maps hold values other than 0..5 and 255 (5 classes, "
+            "reduce_zero_label): ADE_val_00000003.png (values 9)",
+        ),
         ("wrong layout", "expected ADEChallengeData2016/{images,annotations}/<split>/"),
         ("size mismatch", "ADE_val_00000004.png: label map is (64, 60) (H, W) but its image is (64, 64)"),
         ("unknown mode", "--dense-mode 'fancy': expected one of naive, maskclip, sclip, clearclip"),

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import require_mm
+
 pytestmark = pytest.mark.mm
-pytest.importorskip("mmseg")
-pytest.importorskip("mmcv.ops")
+require_mm()  # before the mm imports below: fails when mm is missing, skips with SILC_SKIP_MM=1
 
 from mmseg.datasets import ADE20KDataset  # noqa: E402
 

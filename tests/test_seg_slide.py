@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import require_mm
+
 pytestmark = pytest.mark.mm
-pytest.importorskip("mmseg")
-pytest.importorskip("mmcv.ops")
+require_mm()  # before the mm imports below: fails when mm is missing, skips with SILC_SKIP_MM=1
 
 from mmengine.config import ConfigDict  # noqa: E402
 from mmseg.models.segmentors import EncoderDecoder  # noqa: E402

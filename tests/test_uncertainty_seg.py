@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import require_mm
+
 pytestmark = pytest.mark.mm
-pytest.importorskip("mmseg")
-pytest.importorskip("mmcv.ops")
+require_mm()  # before the mm imports below: fails when mm is missing, skips with SILC_SKIP_MM=1
 
 import torch  # noqa: E402
+from mmseg.evaluation import IoUMetric  # noqa: E402
 
 from benchmarks.records import artefacts_dir  # noqa: E402
 from benchmarks.registry import get_harness  # noqa: E402
@@ -47,10 +49,10 @@ AREAS = {
 # -> IoU [0.571429, 0.571429], mIoU 57.14; aAcc 8192/11264 -> 72.73; Acc [0.8, 0.666667] -> mAcc 73.33.
 # The mean of per-image mIoUs would be (2 * (2/3 + 1/2) / 2 + (0 + 2/3) / 2) / 3 = 50.00 instead.
 # Counts [0, 3, 0]: IoU [0.5, 0] -> mIoU 25.00; dog has no label pixels: Acc [0.5, NaN] -> mAcc 50.00; aAcc 50.00.
-EXPECTED = {
-    (1, 1, 1): {"mIoU": 46.43, "aAcc": 63.64, "mAcc": 66.07},
-    (2, 0, 1): {"mIoU": 57.14, "aAcc": 72.73, "mAcc": 73.33},
-    (0, 3, 0): {"mIoU": 25.00, "aAcc": 50.00, "mAcc": 50.00},
+EXPECTED = {  # unrounded (the record's values; float32 like mmseg's, hence the 1e-5 tolerance below)
+    (1, 1, 1): {"mIoU": (0.5 + 3 / 7) * 50, "aAcc": 7168 / 11264 * 100, "mAcc": (4 / 7 + 0.75) * 50},
+    (2, 0, 1): {"mIoU": 400 / 7, "aAcc": 8192 / 11264 * 100, "mAcc": (0.8 + 2 / 3) * 50},
+    (0, 3, 0): {"mIoU": 25.0, "aAcc": 50.0, "mAcc": 50.0},
 }
 
 
@@ -86,7 +88,7 @@ def test_hand_areas_metrics_are_the_summed_areas_ratios_not_per_image_means():
     got = harness.metrics_from_counts(arrays, counts)
     for b, expected in enumerate(EXPECTED.values()):
         for key, value in expected.items():
-            assert got[key][b] == pytest.approx(value, abs=1e-4), (b, key)
+            assert got[key][b] == pytest.approx(value, abs=1e-5), (b, key)
     # the mean of per-image mIoUs on the [2, 0, 1] resample is 50.00, not the 57.14 of the summed areas
     per_image = np.asarray(AREAS["intersect"]) / np.asarray(AREAS["union"])
     weighted = (np.asarray([2, 0, 1]) @ np.nanmean(per_image, axis=1)) / 3 * 100
@@ -108,7 +110,7 @@ def test_hand_world_through_the_runner_stores_the_areas_and_the_exact_point(tmp_
     record, path, _ = run_harness(
         harness, oracle, root, "synth", protocol, tmp_path / "results", options=options
     )
-    assert record.metrics == pytest.approx(EXPECTED[(1, 1, 1)], abs=1e-4)
+    assert record.metrics == pytest.approx(EXPECTED[(1, 1, 1)], abs=1e-5)
     outcomes = Outcomes.load(artefacts_dir(path) / OUTCOMES_FILE)
     assert outcomes.units == [f"images/validation/{stem}.jpg" for stem in HAND]
     for key, value in AREAS.items():
@@ -149,10 +151,38 @@ def test_synthetic_world_record_carries_intervals_from_its_outcomes(tmp_path, sy
         assert ci["low"] <= record.metrics[key] <= ci["high"] and ci["low"] < ci["high"]
 
 
-def _mmseg_metrics(results: list, classes: int) -> dict[str, float]:
-    metric = PerClassIoUMetric()
+def _mmseg_metrics(results: list, classes: int, rounded: bool = True) -> dict[str, float]:
+    """mmseg's own ``IoUMetric.compute_metrics`` on ``results``; ``rounded=False``: with its ``np.round(x, 2)``
+    replaced by the identity (the values it rounds)."""
+    metric = IoUMetric()
     metric.dataset_meta = {"classes": [f"c{i}" for i in range(classes)]}
-    return {k: float(v) for k, v in metric.compute_metrics(results).items()}
+    with pytest.MonkeyPatch.context() as mp:
+        if not rounded:
+            mp.setattr(np, "round", lambda value, decimals=0, out=None: value)
+        return {k: float(v) for k, v in metric.compute_metrics(list(results)).items()}
+
+
+def test_headline_metrics_are_iou_metric_values_before_its_rounding():
+    """The record's mIoU/aAcc/mAcc are IoUMetric's values before its 2-decimal rounding (within 1e-9; they are
+    the same float32 numbers), and rounding them as IoUMetric does gives its output exactly."""
+    rng = np.random.default_rng(5)
+    n, classes = 6, 7
+    label = rng.integers(0, 5000, (n, classes))
+    label[:, 2] = 0  # a class never in the ground truth: NaN IoU/Acc left out of the means
+    intersect = (label * rng.uniform(0, 1, (n, classes))).astype(np.int64)
+    pred = intersect + rng.integers(0, 3000, (n, classes))
+    areas = {"intersect": intersect, "union": pred + label - intersect, "pred_label": pred, "label": label}
+    results = [tuple(torch.tensor(areas[k][i], dtype=torch.float32) for k in areas) for i in range(n)]
+    arrays = {k: v.astype(np.int32) for k, v in areas.items()} | {"nan_to_num": np.asarray(np.nan)}
+    ours = {k: float(v[0]) for k, v in metrics_from_areas(arrays, np.ones((1, n), np.int64)).items()}
+    unrounded, rounded = _mmseg_metrics(results, classes, rounded=False), _mmseg_metrics(results, classes)
+    ours_metric = PerClassIoUMetric()
+    ours_metric.dataset_meta = {"classes": [f"c{i}" for i in range(classes)]}
+    ours_metric.compute_metrics(list(results))
+    for key in ("mIoU", "aAcc", "mAcc"):
+        assert abs(ours[key] - unrounded[key]) <= 1e-9 and ours_metric.unrounded[key] == ours[key], key
+        assert float(np.round(np.float32(ours[key]), 2)) == rounded[key], key
+        assert ours[key] != round(ours[key], 2), key  # not already rounded: the test can tell
 
 
 def test_resamples_equal_mmseg_on_the_resampled_image_list_including_float32_rounding():
@@ -176,5 +206,5 @@ def test_resamples_equal_mmseg_on_the_resampled_image_list_including_float32_rou
         exact = np.asarray(row, np.float64) @ label.astype(np.float64)
         rounded += int((summed_areas(label, row[None])[0] != exact).any())
         np.testing.assert_array_equal(summed_areas(label, row[None])[0], sum(r[3] for r in drawn).numpy())
-        assert {k: float(v[b]) for k, v in ours.items()} == _mmseg_metrics(drawn, classes), b
+        assert {k: float(v[b]) for k, v in ours.items()} == _mmseg_metrics(drawn, classes, rounded=False), b
     assert rounded > 0, rounded  # the float32 path was exercised

@@ -20,6 +20,7 @@ from PIL import Image
 
 from adapters.encoder import Encoder
 from adapters.open_vocab import region_embeddings
+from benchmarks.readers.images import BadImage, bomb_warnings_silenced, decode_rgb
 from silc.errors import UserError
 
 SOURCES = ("dense", "crop")
@@ -92,12 +93,13 @@ def gather_boxes(coco: dict[str, Any], image_dir: Path, vocabulary: Sequence[str
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """An image file as RGB; a missing or unreadable file is a UserError naming it."""
+    """An image file as RGB (torchvision's ``pil_loader``: :func:`decode_rgb`); a missing or undecodable file is a
+    UserError naming it (the harness checks every image first: :func:`find_bad_images`)."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (FileNotFoundError, OSError) as e:
-        raise UserError(f"{path}: cannot read image ({e.__class__.__name__})") from None
+        with bomb_warnings_silenced():
+            return decode_rgb(path)
+    except BadImage as e:
+        raise UserError(f"{path}: cannot read image ({e})") from None
 
 
 def to_input(image: Image.Image, size: tuple[int, int], encoder: Encoder) -> torch.Tensor:

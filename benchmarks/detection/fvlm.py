@@ -19,9 +19,11 @@ from benchmarks.detection.boxcls import load_rgb
 from benchmarks.detection.cocoeval import evaluate_boxes_with_outcomes
 from benchmarks.detection.visualize import draw_boxes, save_png
 from benchmarks.mm_logs import logs_to_stderr
-from benchmarks.ov_coco import SPLIT_FILE, VAL_FILE, OVSplit, load_coco, write_ov_coco
+from benchmarks.ov_coco import SPLIT_FILE, TRAIN_FILE, VAL_FILE, OVSplit, load_coco, write_ov_coco
+from benchmarks.readers.images import find_bad_images, settle_bad_images
 from benchmarks.registry import Evaluation
 from benchmarks.uncertainty import Outcomes
+from silc.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 VIS_SCORE = 0.3  # --visualize draws detections at least this confident (at most VIS_MAX per image)
@@ -60,11 +62,14 @@ def evaluate_fvlm(
     artefacts: Path,
     work_dir: str | None = None,
     visualize: int = 0,
+    skip_bad_images: bool = False,
 ) -> Evaluation:
     """Train on ``split.base`` boxes (unless ``det_weights``), detect on val, AP overall / base / novel."""
     work = Path(work_dir or tempfile.mkdtemp(prefix="det-ovcoco-fvlm-"))
     ov_root = work / "ov-coco"
     write_ov_coco(data_root, ov_root, split)
+    subsets = ("val2017",) if protocol["det_weights"] else ("train2017", "val2017")
+    skipped = check_images(data_root, ov_root, subsets, skip_bad_images)
     cfg = Config.fromfile(protocol["config"])
     extra: dict[str, Any] = {"work_dir": str(work), "base": list(split.base), "novel": list(split.novel)}
     with live_encoder(encoder) as key:
@@ -107,8 +112,34 @@ def evaluate_fvlm(
     )
     n = len(gt["images"])
     return Evaluation(
-        metrics, split="val2017", num_samples=n, images_processed=n, extra=extra, outcomes=outcomes
+        metrics,
+        split="val2017",
+        num_samples=n,
+        images_processed=n,
+        extra=extra,
+        outcomes=outcomes,
+        skipped_images=skipped,
     )
+
+
+def check_images(data_root: Path, ov_root: Path, subsets: tuple[str, ...], skip: bool) -> list[str]:
+    """Decode every image of ``subsets`` that the annotation files under ``ov_root`` list, fully, with PIL (mmdet
+    decodes with cv2, which reads a truncated JPEG as grey without a word): stop with one line naming the bad
+    ones, or with ``skip`` drop them and their boxes from those files. Returns the names skipped."""
+    files = {"train2017": ov_root / TRAIN_FILE, "val2017": ov_root / VAL_FILE}
+    cocos = {subset: json.loads(files[subset].read_text()) for subset in subsets}
+    names = [f"{subset}/{image['file_name']}" for subset in subsets for image in cocos[subset]["images"]]
+    found = find_bad_images([data_root / name for name in names])
+    bad = {names[i]: why for i, why in found.items()}
+    left = min(sum(f"{s}/{i['file_name']}" not in bad for i in cocos[s]["images"]) for s in subsets)
+    skipped = settle_bad_images(bad, data_root, skip, left)
+    for subset, coco in cocos.items():
+        drop = {i["id"] for i in coco["images"] if f"{subset}/{i['file_name']}" in bad}
+        if drop:
+            coco["images"] = [i for i in coco["images"] if i["id"] not in drop]
+            coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in drop]
+            atomic_write_text(files[subset], json.dumps(coco, separators=(",", ":")))
+    return skipped
 
 
 def _training_summary(meta: dict[str, Any]) -> dict[str, Any]:

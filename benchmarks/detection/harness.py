@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapters.encoder import DENSE_MODES
+from benchmarks.identity import COCO_CATEGORIES, COCO_VAL_IMAGES, PublicDataset, listed
 from benchmarks.options import HarnessOptions, option
 from benchmarks.ov_coco import OVSplit, check_split, load_coco, load_split
-from benchmarks.registry import Evaluation, Harness, register
+from benchmarks.registry import Evaluation, Harness, collect_problems, register
 from silc.errors import UserError
 from silc.kernel.templates import TEMPLATE_NAMES
 
@@ -67,6 +68,15 @@ def resolve_split(protocol: dict[str, Any], data_root: Path) -> OVSplit:
     return load_split(data_root / path if not path.is_absolute() and (data_root / path).is_file() else path)
 
 
+def split_source(split: OVSplit, data_root: Path) -> str:
+    """Where a split came from: relative to the data root when it lies inside it (the same protocol wherever the
+    data lives), else as loaded."""
+    source = Path(split.source)
+    if source.is_absolute() and source.is_relative_to(data_root.resolve()):
+        source = source.relative_to(data_root.resolve())
+    return str(source)
+
+
 def split_hash(split: OVSplit) -> str:
     """Short hash of the split's names (base then novel), for the recorded protocol."""
     blob = json.dumps({"base": split.base, "novel": split.novel}).encode()
@@ -89,6 +99,53 @@ def config_sha256(path: Path) -> str:
 
     cfg = Config.fromfile(str(path), import_custom_modules=False).to_dict()
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+
+
+def ov_coco_differences(data_root: Path, protocol: dict[str, Any]) -> list[str]:
+    """How ``data_root`` under ``protocol`` differs from OV-COCO on val2017: instances_val2017.json with 5,000
+    images and the 80 categories, the public 48 base / 17 novel split, all of its names among the categories."""
+    coco = load_coco(data_root / VAL_ANNOTATIONS)
+    out = []
+    if len(coco["images"]) != COCO_VAL_IMAGES:
+        out.append(f"{len(coco['images']):,} images in {VAL_ANNOTATIONS} (expected {COCO_VAL_IMAGES:,})")
+    if len(coco["categories"]) != COCO_CATEGORIES:
+        out.append(f"{len(coco['categories'])} categories (expected {COCO_CATEGORIES})")
+    split, public = resolve_split(protocol, data_root), load_split(None)
+    if split.source != public.source:
+        out.append(
+            f"split {split_source(split, data_root)} (expected the public OV-COCO {len(public.base)} base / "
+            f"{len(public.novel)} novel)"
+        )
+    known = {c["name"] for c in coco["categories"]}
+    missing = [n for n in public.names if n not in known]
+    if missing:
+        out.append(f"{len(missing)} of the {len(public.names)} OV-COCO categories missing: {listed(missing)}")
+    return out
+
+
+def check_fvlm_run(protocol: dict[str, Any], device: str, trains: bool) -> None:
+    """fvlm needs the OpenMMLab stack, its config, the detector weights it is given, and, when it trains, the
+    device its config requires: a config declares ``silc_bench_requires = {"train_device": "cuda"}`` (read with
+    its ``_base_`` files), and training it elsewhere is refused."""
+    try:
+        import mmdet  # noqa: F401
+        import mmengine  # noqa: F401
+    except ImportError as e:
+        raise UserError(
+            f"det-ovcoco fvlm needs the OpenMMLab stack ({e}); install it with `bash scripts/install-mm.sh`"
+        ) from e
+    from mmengine.config import Config
+
+    path = resolve_config(protocol["config"])
+    if protocol["det_weights"] and not Path(protocol["det_weights"]).is_file():
+        raise UserError(f"{protocol['det_weights']}: detector weights not found")
+    needs = dict(Config.fromfile(str(path), import_custom_modules=False).get("silc_bench_requires") or {})
+    wanted = needs.get("train_device")
+    if trains and wanted and not str(device).startswith(wanted):
+        raise UserError(
+            f"{path.name}: a {wanted} training recipe (its silc_bench_requires), not for {device}: run it with "
+            f"--device {wanted} on a machine that has one, or evaluate trained weights with --det-weights FILE"
+        )
 
 
 @dataclass
@@ -132,14 +189,12 @@ class DetOVCocoHarness(Harness):
     )
     table_order = 50
     metric_scale = "percent"
+    public_datasets = {"coco-ov": PublicDataset("OV-COCO (val2017)", ov_coco_differences)}
 
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
         pinned = dict(protocol)
         split = resolve_split(protocol, data_root)
-        source = Path(split.source)
-        if source.is_absolute() and source.is_relative_to(data_root.resolve()):
-            source = source.relative_to(data_root.resolve())  # the same protocol wherever the data lives
-        pinned["split"], pinned["split_hash"] = str(source), split_hash(split)
+        pinned["split"], pinned["split_hash"] = split_source(split, data_root), split_hash(split)
         if "config" in protocol:
             path = resolve_config(protocol["config"])
             pinned["config"] = str(path)
@@ -151,9 +206,41 @@ class DetOVCocoHarness(Harness):
             pinned["det_weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
         return pinned
 
-    def preflight(self, data_root: Path) -> list[str]:
+    def preflight(
+        self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
+    ) -> list[str]:
+        """The COCO files (fvlm training: the train set too), the annotation schema, the OV split against the
+        file's categories, the images on disk, the knobs; fvlm: the OpenMMLab stack, the config and the device it
+        requires (its ``silc_bench_requires``), the detector weights."""
+        trains = "config" in protocol and not protocol["det_weights"]
         needed = [data_root / VAL_ANNOTATIONS, data_root / "val2017"]
-        return [f"{p}: not found (expected a COCO root)" for p in needed if not p.exists()]
+        needed += [data_root / TRAIN_ANNOTATIONS, data_root / "train2017"] if trains else []
+        problems = [f"{p}: not found (expected a COCO root)" for p in needed if not p.exists()]
+        if protocol["templates"] not in TEMPLATE_NAMES:
+            problems.append(
+                f"templates {protocol['templates']!r}: expected one of {', '.join(TEMPLATE_NAMES)}"
+            )
+        if protocol.get("vocabulary", "ov") not in ("ov", "all"):
+            problems.append(f"vocabulary {protocol['vocabulary']!r}: expected 'ov' or 'all'")
+        if "config" in protocol:
+            problems += collect_problems(lambda: check_fvlm_run(protocol, device, trains))
+        if not (data_root / VAL_ANNOTATIONS).is_file():
+            return problems
+        try:
+            coco = load_coco(data_root / VAL_ANNOTATIONS)
+        except UserError as e:
+            return [*problems, str(e)]
+        problems += collect_problems(
+            lambda: check_split(resolve_split(protocol, data_root), coco, data_root / VAL_ANNOTATIONS)
+        )
+        images = [img["file_name"] for img in coco["images"]] if (data_root / "val2017").is_dir() else []
+        missing = [f for f in images if not (data_root / "val2017" / f).is_file()]
+        if missing:
+            problems.append(
+                f"{data_root / 'val2017'}: {len(missing):,} of the {len(images):,} images of {VAL_ANNOTATIONS} "
+                f"missing: {listed(missing)}"
+            )
+        return problems
 
     def evaluate(
         self,
@@ -169,7 +256,7 @@ class DetOVCocoHarness(Harness):
             raise UserError(
                 f"templates {protocol['templates']!r}: expected one of {', '.join(TEMPLATE_NAMES)}"
             )
-        for problem in self.preflight(data_root):
+        for problem in self.preflight(data_root, protocol, options, str(encoder.device)):
             raise UserError(problem)
         split = resolve_split(protocol, data_root)
         if "config" in protocol:
@@ -177,7 +264,14 @@ class DetOVCocoHarness(Harness):
 
             protocol = {**protocol, "config": str(resolve_config(protocol["config"]))}
             return fvlm.evaluate_fvlm(
-                encoder, data_root, split, protocol, artefacts, options.work_dir, options.visualize
+                encoder,
+                data_root,
+                split,
+                protocol,
+                artefacts,
+                options.work_dir,
+                options.visualize,
+                options.skip_bad_images,
             )
         return self._evaluate_boxcls(encoder, data_root, split, protocol, options, artefacts)
 
@@ -192,6 +286,7 @@ class DetOVCocoHarness(Harness):
     ) -> Evaluation:
         from adapters.open_vocab import text_classifier
         from benchmarks.detection import boxcls
+        from benchmarks.readers.images import find_bad_images, settle_bad_images
         from benchmarks.uncertainty import Outcomes
 
         val_path = data_root / VAL_ANNOTATIONS
@@ -207,6 +302,10 @@ class DetOVCocoHarness(Harness):
             raise UserError(
                 f"{val_path}: no non-crowd box of a {protocol['vocabulary']} category to classify"
             )
+        found = find_bad_images([s.path for s in samples])  # every image, before any compute
+        bad = {os.path.relpath(samples[i].path, data_root): why for i, why in found.items()}
+        samples = [s for i, s in enumerate(samples) if i not in found]  # an image out: its boxes out
+        skipped = settle_bad_images(bad, data_root, options.skip_bad_images, len(samples))
         text = text_classifier(encoder, vocabulary, protocol["templates"])
         counts = boxcls.classify_boxes(
             encoder,
@@ -243,6 +342,7 @@ class DetOVCocoHarness(Harness):
             images_processed=len(samples),
             extra=detail,
             outcomes=outcomes,
+            skipped_images=skipped,
         )
 
     def metrics_from_counts(self, arrays: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:

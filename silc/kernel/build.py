@@ -9,7 +9,7 @@ import open_clip
 import torch
 from torch import nn
 
-from silc.errors import UserError, first_line
+from silc.errors import UserError, first_line, torch_load_failure
 
 
 def build_model(model_cfg: dict, source: str, *, allow_coca: bool = True) -> nn.Module:
@@ -56,7 +56,7 @@ def load_weights(model: nn.Module, path: str | Path, where: str | None = None) -
             state_dict = open_clip.factory.load_state_dict(str(path), weights_only=True)
         except Exception as read_error:
             raise UserError(
-                f"{prefix}{path}: not a readable weights file ({first_line(read_error)})"
+                f"{prefix}{path}: not a readable weights file ({torch_load_failure(read_error)})"
             ) from read_error
         raise UserError(f"{prefix}{path}: {describe_mismatch(model, state_dict) or first_line(e)}") from e
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -39,14 +39,21 @@ def run_suite(
     rank: int = 0,
     world_size: int = 1,
     bootstrap: int | None = None,
+    skip_bad_images: bool = False,
+    identities: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Path], int]:
     """Produce this rank's records of (models x suite entries); returns (record paths, number computed).
-    ``bootstrap`` (resamples for the intervals) overrides the suite entries' own."""
+    ``bootstrap`` (resamples for the intervals) overrides the suite entries' own; ``skip_bad_images`` sets that
+    option on every entry; ``identities`` (from the preflight, per entry) go into the records. A record another process is
+    computing (a concurrent run on the same results folder) is deferred and taken up after the others."""
     from adapters import load_encoder
+    from benchmarks.claims import ClaimedElsewhere
     from benchmarks.registry import get_harness
     from benchmarks.runner import run_harness
 
     resolved = suite.resolve()
+    overrides = {"bootstrap": bootstrap} if bootstrap is not None else {}
+    overrides |= {"skip_bad_images": True} if skip_bad_images else {}
     items = [WorkItem(m, e) for m in range(len(specs)) for e in range(len(resolved))]
     mine = split_work(items, rank, world_size)
     paths: list[Path] = []
@@ -54,7 +61,9 @@ def run_suite(
     encoder, loaded_index = None, None
     desc = "silc-bench run" if world_size == 1 else f"silc-bench run [rank {rank}]"
     with logging_redirect_tqdm(), tqdm(total=len(mine), desc=desc, unit="record", position=rank) as bar:
-        for item in mine:
+        queue, deferred = list(mine), []
+        while queue:
+            item = queue.pop(0)
             if loaded_index != item.model:
                 encoder = None  # free the previous model before loading the next
                 encoder = load_encoder(specs[item.model], device=device)
@@ -62,16 +71,23 @@ def run_suite(
             r = resolved[item.entry]
             data = data_root / r.entry.data
             bar.set_postfix_str(f"{encoder.name} {r.entry.benchmark}:{r.protocol_name}")
-            record, path, fresh = run_harness(
-                get_harness(r.entry.benchmark),
-                encoder,
-                data,
-                r.protocol_name,
-                r.protocol,
-                results_dir,
-                rerun=rerun,
-                options=r.entry.options if bootstrap is None else {**r.entry.options, "bootstrap": bootstrap},
-            )
+            try:
+                record, path, fresh = run_harness(
+                    get_harness(r.entry.benchmark),
+                    encoder,
+                    data,
+                    r.protocol_name,
+                    r.protocol,
+                    results_dir,
+                    rerun=rerun,
+                    options={**r.entry.options, **overrides},
+                    wait=item in deferred,  # a second time round: wait for the other process, then reuse
+                    dataset_identity=identities[item.entry] if identities else None,
+                )
+            except ClaimedElsewhere:
+                deferred.append(item)
+                queue.append(item)
+                continue
             computed += int(fresh)
             paths.append(path)
             bar.update(1)
@@ -122,14 +138,16 @@ def suite_data_root(suite: Suite, data_root: str | None, is_main: bool = True, b
     return world_dir(preset, seed)
 
 
-def preflight_or_fail(suite: Suite, data_root: Path) -> None:
-    """List every missing dataset file/folder (with the expected layout) on stderr and stop before compute."""
-    failed = suite.preflight(data_root)
-    if failed:
-        count = sum(len(f.problems) for f in failed)
+def preflight_or_fail(
+    suite: Suite, data_root: Path, device: str, allow_nonstandard: bool = False
+) -> list[dict[str, Any]]:
+    """List every problem of every entry (with the expected layout) on stderr and stop before compute; else each
+    entry's dataset identity, for its records."""
+    check = suite.check(data_root, device, allow_nonstandard)
+    if check.failed:
+        count = sum(len(f.problems) for f in check.failed)
         print(f"silc-bench: suite {suite.name!r} cannot run on {data_root}:", file=sys.stderr)
-        for f in failed:
+        for f in check.failed:
             print("\n".join(f"  {line}" for line in f.lines()), file=sys.stderr)
-        raise UserError(
-            f"{data_root}: {count} missing dataset file(s) or folder(s) listed above; nothing was computed"
-        )
+        raise UserError(f"{data_root}: {count} problem(s) listed above; nothing was computed")
+    return check.identities

@@ -88,7 +88,7 @@ def build_eval_fn(
         root = ensure_world(str(suite.world["preset"]), int(suite.world["seed"]))
     else:
         root = Path(data_root)
-    failed = suite.preflight(root)
+    failed = suite.preflight(root, str(device))
     if failed:
         more = sum(len(f.problems) for f in failed) - 1
         raise UserError(f"eval.data_root: {failed[0].problems[0]}" + (f" (+{more} more)" if more else ""))

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,16 +43,17 @@ def world_dir(preset: str, seed: int) -> Path:
 def ensure_world(preset: str = "tiny", seed: int = 0) -> Path:
     """The cached synthetic world, generated into a temporary folder and renamed into place on first use."""
     from silc.data.synth import generate_world
+    from silc.io import crash_point, temporary_dir
 
     final = world_dir(preset, seed)
     if final.is_dir():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = temporary_dir(final)  # stale ones of killed generations are removed here
     try:
         start = time.perf_counter()
         log.info("generating the synthetic world (preset %s, seed %d) into %s", preset, seed, final)
         generate_world(tmp, seed=seed, preset=preset)
+        crash_point(final)
         try:
             os.rename(tmp, final)
         except OSError:

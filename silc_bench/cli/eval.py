@@ -59,10 +59,15 @@ def run(args: argparse.Namespace) -> int:
     protocol_name = args.protocol or harness.default_protocol
     protocol = harness.resolve_protocol(protocol_name, options.knobs())
     data = Path(args.data)
-    problems = harness.preflight(data)
+    device = resolve_device(args.device)
+    problems = list(dict.fromkeys(harness.preflight(data, protocol, options, str(device))))
+    if len(problems) > 1:  # all of them, still one line
+        raise UserError(
+            f"{len(problems)} problems: " + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        )
     if problems:
         raise UserError(problems[0])
-    encoder = load_encoder(args.model, device=resolve_device(args.device))
+    encoder = load_encoder(args.model, device=device)
     record, path, computed = run_harness(
         harness, encoder, data, protocol_name, protocol, args.results, rerun=args.rerun, options=options
     )

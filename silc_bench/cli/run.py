@@ -42,6 +42,16 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="bootstrap resamples for the 95%% intervals of new records (default: 1000; 0: none)",
     )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out images that do not decode (listed in each record's skipped_images) instead of stopping",
+    )
+    p.add_argument(
+        "--allow-nonstandard",
+        action="store_true",
+        help="run entries whose data is not the public dataset they claim; their rows get the folder's own name",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     p.set_defaults(func=cmd_run)
 
@@ -79,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_root = suite_data_root(
             suite, args.data_root, dist_info.is_main, barrier=lambda: barrier(dist_info)
         )
-        preflight_or_fail(suite, data_root)
+        identities = preflight_or_fail(suite, data_root, str(dist_info.device), args.allow_nonstandard)
         results = Path(args.results or Path("results") / suite.name)
         start = time.perf_counter()
         paths, computed = run_suite(
@@ -92,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             rank=dist_info.rank,
             world_size=dist_info.world_size,
             bootstrap=args.bootstrap,
+            skip_bad_images=args.skip_bad_images,
+            identities=identities,
         )
         paths = gather_paths(paths, dist_info.world_size)
         if dist_info.is_main:

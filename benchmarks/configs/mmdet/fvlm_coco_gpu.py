@@ -19,6 +19,9 @@
 #     --data data/coco --det-weights work_dirs/fvlm_coco/fvlm_detector.pt
 _base_ = "./_fvlm_base.py"
 work_dir = "work_dirs/fvlm_coco"
+# Read by the det-ovcoco preflight: training this recipe anywhere but on CUDA is refused before anything runs
+# (evaluating trained weights with --det-weights is not).
+silc_bench_requires = dict(train_device="cuda")
 
 # Data, pipelines and evaluator: _fvlm_base.py's (data/ov-coco/, 1024 x 1024 inputs).
 train_dataloader = dict(batch_size=8, num_workers=4, persistent_workers=True)
