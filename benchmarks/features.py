@@ -218,6 +218,33 @@ def encode_images(
     return Features(tensor, False, len(refs) - len(bad), bad)
 
 
+@dataclass(frozen=True)
+class DecodedRows:
+    """The rows of an image set whose images decoded (indices into it, and their per-sample unit ids), and the
+    names of the images left out (the record's ``skipped_images``)."""
+
+    rows: list[int]
+    units: list[str]
+    skipped: list[str]
+
+
+def decoded_rows(
+    features: Features,
+    refs: Sequence[ImageRef],
+    root: str | Path,
+    skip: bool,
+    also_bad: dict[str, str] | None = None,
+) -> DecodedRows:
+    """Settle the images of ``refs`` that did not decode (``features.bad``, named relative to ``root``, and
+    ``also_bad``: other images of the run, name -> why) with :func:`settle_bad_images`: stop with one line, or
+    with ``skip`` leave them out; returns the rows that remain."""
+    units = unit_ids(refs, root)
+    rows = [i for i in range(len(refs)) if i not in features.bad]
+    bad = {units[i]: why for i, why in features.bad.items()} | (also_bad or {})
+    skipped = settle_bad_images(bad, root, skip, len(rows))
+    return DecodedRows(rows, [units[i] for i in rows], skipped)
+
+
 def _loader(refs: Sequence[ImageRef], encoder: Encoder, settings: EncodeSettings) -> Iterator:
     workers = max(0, int(settings.workers))
     return iter(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.identity import PublicDataset, imagenet_differences, listed
+from benchmarks.identity import PublicDataset, imagenet_differences
 from benchmarks.options import HarnessOptions, option
 from benchmarks.readers.classification import (
     ClassificationData,
@@ -28,7 +28,7 @@ from benchmarks.readers.classification import (
     read_classification,
 )
 from benchmarks.registry import Evaluation, Harness, register
-from silc.errors import UserError
+from silc.errors import UserError, listed
 from silc.kernel.precision import CHOICES as PRECISIONS
 
 if TYPE_CHECKING:
@@ -172,8 +172,8 @@ class FewShotLinearProbe(Harness):
         options: FewShotOptions,
         artefacts: Path,
     ) -> Evaluation:
-        from benchmarks.features import encode_images, settings_from_options
-        from benchmarks.readers.images import settle_bad_images, unit_ids
+        from benchmarks.features import decoded_rows, encode_images, settings_from_options
+        from benchmarks.readers.images import unit_ids
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         train = read_classification(data_root, protocol["train_split"])
@@ -191,12 +191,10 @@ class FewShotLinearProbe(Harness):
         val_feats = encode_images(
             encoder, val.refs, data_root, settings, desc=f"{self.name} {val.meta.split}", allow_bad=True
         )
-        val_units = unit_ids(val.refs, data_root)
-        keep = [i for i in range(len(val.refs)) if i not in val_feats.bad]  # val images that decode
-        bad = {val_units[i]: why for i, why in val_feats.bad.items()}
         bad_refs = [train.refs[i] for i in bad_train]
-        bad |= dict(zip(unit_ids(bad_refs, data_root), bad_train.values(), strict=True))
-        skipped = settle_bad_images(bad, data_root, options.skip_bad_images, len(keep))
+        also_bad = dict(zip(unit_ids(bad_refs, data_root), bad_train.values(), strict=True))
+        decoded = decoded_rows(val_feats, val.refs, data_root, options.skip_bad_images, also_bad)
+        keep = decoded.rows  # the val images that decode
         x_all = train_feats.tensor.double().numpy()
         x_val, y_val = val_feats.tensor[keep].double().numpy(), np.asarray([val.labels[i] for i in keep])
         metrics: dict[str, Any] = {}
@@ -221,10 +219,10 @@ class FewShotLinearProbe(Harness):
             "num_train_images_encoded": len(chosen),
             "image_features_from_cache": {"train": train_feats.from_cache, "val": val_feats.from_cache},
         }
-        outcomes = self._outcomes(correct, protocol, [val_units[i] for i in keep])
+        outcomes = self._outcomes(correct, protocol, decoded.units)
         encoded = train_feats.encoded + val_feats.encoded
         return Evaluation(
-            metrics, val.meta.split, len(keep), encoded, extra, outcomes, skipped_images=skipped
+            metrics, val.meta.split, len(keep), encoded, extra, outcomes, skipped_images=decoded.skipped
         )
 
     @staticmethod
@@ -308,7 +306,7 @@ def _draw_and_encode_shots(
         pool = ClassificationData(
             train.meta, [train.refs[i] for i in alive], [train.labels[i] for i in alive]
         )
-        _check_enough(pool, k_max)
+        _check_enough(pool, k_max, left_out=len(train.refs) - len(alive))
         shots = {
             seed: [[alive[j] for j in idx] for idx in sample_shots(pool.labels, num_classes, k_max, seed)]
             for seed in protocol["seeds"]
@@ -331,13 +329,16 @@ def _draw_and_encode_shots(
     return shots, chosen, Features(tensor, from_cache, encoded), bad
 
 
-def _check_enough(train: ClassificationData, k: int) -> None:
+def _check_enough(train: ClassificationData, k: int, left_out: int = 0) -> None:
+    """Every class of ``train`` has at least ``k`` images; ``left_out``: the undecodable images already removed
+    from it (--skip-bad-images), which the message names as the cause."""
     counts = np.bincount(np.asarray(train.labels), minlength=len(train.meta.classnames))
     short = [i for i, n in enumerate(counts) if n < k]
     if short:
         name = train.meta.classnames[short[0]]
+        after = f" (after leaving out {left_out} undecodable images)" if left_out else ""
         raise UserError(
-            f"{train.meta.root / train.meta.split}: class {name!r} has {counts[short[0]]} images, "
+            f"{train.meta.root / train.meta.split}: class {name!r} has {counts[short[0]]} images{after}, "
             f"fewer than the {k} shots asked for ({len(short)} such classes); lower --shots"
         )
 

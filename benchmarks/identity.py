@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.readers.classification import _WNID as WNID
-from benchmarks.readers.classification import read_class_meta
+from benchmarks.readers.classification import WNID, read_class_meta
 from benchmarks.readers.images import is_image
 from silc.errors import UserError
 
@@ -40,12 +39,6 @@ class PublicDataset:
 
     name: str  # the name tables print for a verified folder, e.g. "ImageNet-1k"
     check: IdentityCheck
-
-
-def listed(names: Sequence[str], limit: int = 10) -> str:
-    """``names`` comma-separated, at most ``limit`` of them, then how many more."""
-    shown = ", ".join(str(n) for n in names[:limit])
-    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
 def refusal(folder: Path, dataset: PublicDataset, differences: Sequence[str]) -> str:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.identity import listed
-from silc.errors import UserError
+from silc.errors import UserError, listed
 from silc.io import atomic_write_json, atomic_write_text
 
 PUBLIC_SPLIT_FILE = Path(__file__).resolve().parent / "data" / "ov_coco_split.json"

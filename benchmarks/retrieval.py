@@ -12,7 +12,6 @@ test set (ranks are not recomputed within a resample, which would change what th
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.identity import FLICKR30K_CAPTIONS, FLICKR30K_FILE, FLICKR30K_TEST_IMAGES, PublicDataset
 from benchmarks.options import HarnessOptions, option
-from benchmarks.readers.karpathy import find_annotation_file, read_karpathy
+from benchmarks.readers.karpathy import entry_fields, find_annotation_file, load, read_karpathy
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
 from silc.kernel.precision import CHOICES as PRECISIONS
@@ -47,12 +46,11 @@ class RetrievalOptions(HarnessOptions):
 def flickr30k_differences(root: Path, protocol: dict[str, Any]) -> list[str]:
     """How ``root`` differs from the Flickr30k Karpathy test split, from its JSON alone: the file
     (``dataset_flickr30k.json`` saying ``dataset: flickr30k``), the split, 1,000 images with 5 captions each."""
-    from benchmarks.readers.karpathy import _entry_fields, _load
-
     ann = find_annotation_file(root)
-    entries = [_entry_fields(ann, i, e) for i, e in enumerate(_load(ann))]  # schema errors: UserErrors
+    obj = load(ann)
+    entries = [entry_fields(ann, i, e) for i, e in enumerate(obj["images"])]  # schema errors: UserErrors
     out = [] if ann.name == FLICKR30K_FILE else [f"caption file {ann.name} (expected {FLICKR30K_FILE})"]
-    dataset = json.loads(ann.read_text(encoding="utf-8")).get("dataset")
+    dataset = obj.get("dataset")
     if dataset != "flickr30k":
         out.append(f"its 'dataset' is {dataset!r} (expected 'flickr30k')")
     split = protocol["split"]
@@ -118,9 +116,8 @@ class Retrieval(Harness):
     ) -> Evaluation:
         import torch
 
-        from benchmarks.features import encode_images, encode_texts, settings_from_options
+        from benchmarks.features import decoded_rows, encode_images, encode_texts, settings_from_options
         from benchmarks.metrics import recall_from_hits, retrieval_hits
-        from benchmarks.readers.images import settle_bad_images, unit_ids
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         data = read_karpathy(data_root, protocol["split"], image_dir=options.image_dir)
@@ -130,10 +127,8 @@ class Retrieval(Harness):
         images = encode_images(
             encoder, data.refs, data.root, settings, desc=f"{self.name} {data.split}", allow_bad=True
         )
-        units = unit_ids(data.refs, data.root)
-        keep = [i for i in range(len(units)) if i not in images.bad]  # an image that does not decode: out,
-        bad = {units[i]: why for i, why in images.bad.items()}  # with its captions
-        skipped = settle_bad_images(bad, data.root, options.skip_bad_images, len(keep))
+        decoded = decoded_rows(images, data.refs, data.root, options.skip_bad_images)
+        keep = decoded.rows  # an image that does not decode is out with its captions
         captions = [data.captions[i] for i in keep]
         texts = [c for caps in captions for c in caps]
         if not texts:
@@ -142,7 +137,7 @@ class Retrieval(Harness):
         text = encode_texts(encoder, texts, settings, desc="captions")
         hits = retrieval_hits(images.tensor[keep], text.tensor, text_image, protocol["recall_k"])
         metrics = recall_from_hits(*hits, protocol["recall_k"])
-        outcomes = self._outcomes(*hits, text_image, protocol["recall_k"], [units[i] for i in keep])
+        outcomes = self._outcomes(*hits, text_image, protocol["recall_k"], decoded.units)
         extra = {
             "annotation_file": str(data.annotation_file.resolve()),
             "num_captions": len(texts),
@@ -150,7 +145,7 @@ class Retrieval(Harness):
             "text_features_from_cache": text.from_cache,
         }
         return Evaluation(
-            metrics, data.split, len(keep), images.encoded, extra, outcomes, skipped_images=skipped
+            metrics, data.split, len(keep), images.encoded, extra, outcomes, skipped_images=decoded.skipped
         )
 
     @staticmethod

@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapters.encoder import DENSE_MODES
-from benchmarks.identity import ADE20K_CLASSES, ADE20K_VAL_IMAGES, PublicDataset, listed
+from benchmarks.identity import ADE20K_CLASSES, ADE20K_VAL_IMAGES, PublicDataset
 from benchmarks.mm_logs import logs_to_stderr
 from benchmarks.options import HarnessOptions, option
-from benchmarks.readers.images import find_bad_images, settle_bad_images
+from benchmarks.readers.images import (
+    BadImage,
+    bomb_warnings_silenced,
+    decode_label_map,
+    find_bad_images,
+    settle_bad_images,
+)
 from benchmarks.registry import Evaluation, Harness, collect_problems, register
-from silc.errors import UserError
+from silc.errors import UserError, listed
 from silc.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -50,14 +56,20 @@ CONFIG_FILES = {"ade-448": "ade20k_448.py", "ade-336": "ade20k_336.py", "synth":
 RUN_KEYS = ("custom_imports", "default_scope", "model", "test_dataloader", "test_evaluator", "test_cfg")
 
 
-def _require_mm() -> None:
+def mm_missing() -> str | None:
+    """Why the OpenMMLab stack that seg-ade20k runs on cannot be imported, in one line; None when it can."""
     try:
         import mmcv.ops  # noqa: F401  (mmseg's datasets need the compiled ops)
         import mmseg  # noqa: F401
     except ImportError as e:
-        raise UserError(
-            f"seg-ade20k needs the OpenMMLab stack ({e}); install it with `bash scripts/install-mm.sh`"
-        ) from e
+        return f"seg-ade20k needs the OpenMMLab stack ({e}); install it with `bash scripts/install-mm.sh`"
+    return None
+
+
+def _require_mm() -> None:
+    missing = mm_missing()
+    if missing:
+        raise UserError(missing)
 
 
 def ade_root(data_root: Path) -> Path:
@@ -116,33 +128,52 @@ def check_knobs(protocol: dict[str, Any]) -> None:
         )
 
 
-def check_vocabulary(protocol: dict[str, Any], root: Path) -> None:
-    """A folder that ships its own classnames.txt is never scored with ADE20K's 150 names silently: a protocol
-    that would (ADE20KDataset with the dataset's names) on such a folder is a UserError saying what to use."""
+def own_vocabulary(root: Path) -> list[str] | None:
+    """The classes (first names) of the folder's own classnames.txt when they are not mmseg ADE20KDataset's 150
+    in its order; None without such a file or when it lists exactly those."""
     own = root / "classnames.txt"
-    if protocol["dataset"] != "ADE20KDataset" or protocol["names"] != "dataset" or not own.is_file():
-        return
+    if not own.is_file():
+        return None
     from adapters.class_queries import read_names_file
     from adapters.mmseg import class_names_from
 
     theirs = [synonyms[0] for synonyms in read_names_file(own)]
-    ade = [synonyms[0] for synonyms in class_names_from({"dataset": protocol["dataset"]})]
-    if theirs == ade:
+    ade = [synonyms[0] for synonyms in class_names_from({"dataset": "ADE20KDataset"})]
+    return None if theirs == ade else theirs
+
+
+def check_vocabulary(protocol: dict[str, Any], root: Path) -> None:
+    """A folder that ships its own classnames.txt is never scored with ADE20K's 150 names silently: a protocol
+    that would (ADE20KDataset with the dataset's names) on such a folder is a UserError saying what to use."""
+    if protocol["dataset"] != "ADE20KDataset" or protocol["names"] != "dataset":
         return
-    what = f"{len(theirs)} classes" if len(theirs) != len(ade) else f"{len(ade)} classes named otherwise"
-    names = f"--names {own} or " if len(theirs) == len(ade) else ""
+    theirs = own_vocabulary(root)
+    if theirs is None:
+        return
+    own, renamed = root / "classnames.txt", len(theirs) == ADE20K_CLASSES
+    what = f"{ADE20K_CLASSES} classes named otherwise" if renamed else f"{len(theirs)} classes"
+    names = f"--names {own} or " if renamed else ""
     raise UserError(
-        f"{own}: the folder's own {what}, but this protocol scores with ADE20K's {len(ade)} names (mmseg "
+        f"{own}: the folder's own {what}, but this protocol scores with ADE20K's {ADE20K_CLASSES} names (mmseg "
         f"ADE20KDataset); use {names}--protocol synth, which reads that file (--short-side 448 --crop 448 "
         "--stride 224 for the ade-448 recipe)"
     )
+
+
+def check_names_match(protocol: dict[str, Any], root: Path, classes: list[list[str]]) -> None:
+    """The names the protocol prompts with (a names file, or the dataset's own) are one per class of the dataset
+    (``classes``: :func:`dataset_classes`), whose label values index them."""
+    from adapters.mmseg import class_names_from
+
+    names = class_names_from(class_names_source(protocol, root))
+    if len(names) != len(classes):
+        raise UserError(f"{protocol['names']}: {len(names)} classes, but the dataset has {len(classes)}")
 
 
 def check_label_sample(root: Path, split: str, num_classes: int, sample: int = LABEL_SAMPLE) -> None:
     """Label values of ``sample`` evenly spaced label maps (by name) of ``split``: with reduce_zero_label (ADE20K:
     0 is "other") only 0..classes and 255 are labels; IoUMetric would drop any other value without a word."""
     import numpy as np
-    from PIL import Image
 
     ann_dir = root / "annotations" / split
     files = sorted(ann_dir.rglob("*.png"))
@@ -150,11 +181,9 @@ def check_label_sample(root: Path, split: str, num_classes: int, sample: int = L
     bad = []
     for path in picks:
         try:
-            with Image.open(path) as im:
-                labels = np.asarray(im)
-        except (
-            OSError
-        ):  # an undecodable map is the decode check's to name (find_bad_pairs, --skip-bad-images)
+            with bomb_warnings_silenced():
+                labels = decode_label_map(path)
+        except BadImage:  # the decode check names it (find_bad_pairs, --skip-bad-images)
             continue
         if labels.ndim != 2:
             bad.append(f"{path.name} ({labels.shape[-1]} channels, not a label map)")
@@ -187,15 +216,9 @@ def ade20k_differences(data_root: Path, protocol: dict[str, Any]) -> list[str]:
         out.append(f"protocol dataset {protocol['dataset']} (expected ADE20KDataset)")
     if protocol["names"] != "dataset":
         out.append(f"class names from {protocol['names']} (expected mmseg ADE20KDataset's {ADE20K_CLASSES})")
-    own = root / "classnames.txt"
-    if own.is_file():
-        from adapters.class_queries import read_names_file
-
-        theirs = [synonyms[0] for synonyms in read_names_file(own)]
-        if theirs != [
-            synonyms[0] for synonyms in dataset_classes({**protocol, "dataset": "ADE20KDataset"}, root)
-        ]:
-            out.append(f"classnames.txt lists {len(theirs)} classes other than ADE20K's {ADE20K_CLASSES}")
+    theirs = own_vocabulary(root)
+    if theirs is not None:
+        out.append(f"classnames.txt lists {len(theirs)} classes other than ADE20K's {ADE20K_CLASSES}")
     if protocol["split"] != "validation":
         out.append(f"split {protocol['split']!r} (expected validation)")
     images = check_pairs(root, protocol["split"])
@@ -308,6 +331,39 @@ def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | N
     return metrics, runner
 
 
+def decode_check(root: Path, split: str, skip: bool) -> tuple[list[str], list[str], float]:
+    """Every image of ``split`` and its label map decoded before mmseg reads them (:func:`find_bad_pairs`); bad
+    files stop the run in one line or, with ``skip``, leave their images out. Returns the names of the images
+    evaluated (mmseg's order), the files skipped and the seconds the check took."""
+    start = time.perf_counter()
+    bad, kept = find_bad_pairs(root, split)
+    check_s = time.perf_counter() - start
+    return kept, settle_bad_images(bad, root, skip, len(kept)), check_s
+
+
+def subset_ann_file(artefacts: Path, kept: list[str]) -> str:
+    """mmseg's way to evaluate a subset: an ``ann_file`` listing the images ``kept`` (in its order), written into
+    ``artefacts``. Its absolute path: mmengine joins a relative ``ann_file`` onto the data root."""
+    images_file = atomic_write_text(artefacts / "images.txt", "".join(f"{n}\n" for n in kept))
+    return str(images_file.resolve())
+
+
+def run_timing(timing: dict[str, Any], check_s: float, text_s: float, loop_s: float) -> dict[str, Any]:
+    """The record's ``extra.timing``: the decode check, the prompt embeddings and mmengine's test loop (seconds),
+    and the segmentor's own ``timing`` inside the loop (encoder, decode, predict, windows, images)."""
+    return {
+        "decode_check_s": round(check_s, 3),
+        "text_embeddings_s": round(text_s, 3),
+        "test_loop_s": round(loop_s, 3),
+        "encoder_s": round(timing["encoder_s"], 3),
+        "decode_s": round(timing["decode_s"], 3),
+        "predict_s": round(timing["predict_s"], 3),
+        "encoder_share_of_loop": round(timing["encoder_s"] / loop_s, 4) if loop_s else None,
+        "windows": timing["windows"],
+        "images_per_s_loop": round(timing["images"] / loop_s, 3) if loop_s else None,
+    }
+
+
 @dataclass
 class SegOptions(HarnessOptions):
     """Options of ``seg-ade20k`` (``batch_size``: slide windows per encoder forward, default 64)."""
@@ -350,33 +406,23 @@ class SegADE20K(Harness):
         folder with its own vocabulary) and the label values of a sample of label maps."""
         from silc.kernel import resolve_templates
 
-        problems = collect_problems(
-            lambda: check_knobs(protocol), _require_mm, lambda: resolve_templates(protocol["templates"])
-        )
+        mm = mm_missing()
+        problems = collect_problems(lambda: check_knobs(protocol)) + ([mm] if mm else [])
+        problems += collect_problems(lambda: resolve_templates(protocol["templates"]))
         try:
             root = ade_root(data_root)
             check_pairs(root, protocol["split"])
         except UserError as e:
             return [*problems, str(e)]
-        if any("OpenMMLab" in p for p in problems):  # the class lists below come from mmseg
+        if mm:  # the class lists below come from mmseg
             return problems
         try:
             classes = dataset_classes(protocol, root)
         except UserError as e:
             return [*problems, str(e)]
-
-        def names_match() -> None:
-            from adapters.mmseg import class_names_from
-
-            names = class_names_from(class_names_source(protocol, root))
-            if len(names) != len(classes):
-                raise UserError(
-                    f"{protocol['names']}: {len(names)} classes, but the dataset has {len(classes)}"
-                )
-
         return problems + collect_problems(
             lambda: check_vocabulary(protocol, root),
-            names_match,
+            lambda: check_names_match(protocol, root, classes),
             lambda: check_label_sample(root, protocol["split"], len(classes)),
         )
 
@@ -410,7 +456,7 @@ class SegADE20K(Harness):
         _require_mm()
         import adapters.mmseg  # noqa: F401  (registers ZeroShotSegmentor)
         import benchmarks.seg_mmseg  # noqa: F401  (registers datasets, metric, hook)
-        from adapters.mmseg import ZeroShotSegmentor, class_names_from
+        from adapters.mmseg import ZeroShotSegmentor
         from benchmarks.features import encode_texts, settings_from_options
         from benchmarks.seg_mmseg import SegPanelHook
 
@@ -421,11 +467,9 @@ class SegADE20K(Harness):
             raise UserError(
                 f"encoder {encoder.name!r} does not support dense mode {protocol['dense_mode']!r}"
             )
-        start = time.perf_counter()
-        bad, kept = find_bad_pairs(root, protocol["split"])
-        check_s = time.perf_counter() - start
-        skipped = settle_bad_images(bad, root, options.skip_bad_images, len(kept))
-        count = len(kept)
+        classes = dataset_classes(protocol, root)
+        check_names_match(protocol, root, classes)
+        kept, skipped, check_s = decode_check(root, protocol["split"], options.skip_bad_images)
         workers = options.workers
         windows = options.batch_size or 64
         cfg = load_config(
@@ -437,10 +481,8 @@ class SegADE20K(Harness):
             images_per_batch=images_per_batch(protocol, windows),
             output_dir=str(artefacts / "predictions") if options.save_predictions else None,
         )
-        if skipped:  # mmseg's own way to evaluate a subset: an ann_file listing the images, in its order
-            images_file = atomic_write_text(artefacts / "images.txt", "".join(f"{n}\n" for n in kept))
-            cfg["test_dataloader"]["dataset"]["ann_file"] = str(images_file)
-        dataset_classes = class_names_from(class_names_source({**protocol, "names": "dataset"}, root))
+        if skipped:
+            cfg["test_dataloader"]["dataset"]["ann_file"] = subset_ann_file(artefacts, kept)
         settings = settings_from_options(options, "fp32")  # prompt embeddings come from the shared cache
         start = time.perf_counter()
         model = ZeroShotSegmentor(
@@ -449,39 +491,26 @@ class SegADE20K(Harness):
             text_embedder=lambda texts: encode_texts(encoder, texts, settings, desc="prompts").tensor,
         )
         text_s = time.perf_counter() - start
-        if len(model.classes) != len(dataset_classes):
-            raise UserError(
-                f"{protocol['names']}: {len(model.classes)} classes, but the dataset has {len(dataset_classes)}"
-            )
         hooks = [SegPanelHook(str(artefacts / "visualize"), options.visualize)] if options.visualize else []
         with tempfile.TemporaryDirectory(prefix="silc-seg-") as work_dir:
             start = time.perf_counter()
             metrics, runner = run_config(cfg, model, work_dir, hooks)
             loop_s = time.perf_counter() - start
         metric = runner.test_evaluator.metrics[0]
-        per_class = metric.per_class
-        names = [synonyms[0] for synonyms in dataset_classes]
+        names = [synonyms[0] for synonyms in classes]
         outcomes = seg_outcomes(metric, root, names)
-        if len(outcomes.units) != count:
-            raise RuntimeError(f"{self.name}: {len(outcomes.units)} per-image outcomes for {count} images")
-        timing = model.timing
+        if len(outcomes.units) != len(kept):
+            raise RuntimeError(
+                f"{self.name}: {len(outcomes.units)} per-image outcomes for {len(kept)} images"
+            )
+        per_class = metric.per_class
         extra = {
             "per_class_iou": dict(zip(names, per_class["IoU"], strict=True)),
             "per_class_acc": dict(zip(names, per_class["Acc"], strict=True)),
             "per_class_pixels": dict(zip(names, per_class["pixels"], strict=True)),
             "iou_metric_rounded": {key: float(metrics[key]) for key in ("mIoU", "aAcc", "mAcc")},
             "mmseg_config": cfg,
-            "timing": {
-                "decode_check_s": round(check_s, 3),
-                "text_embeddings_s": round(text_s, 3),
-                "test_loop_s": round(loop_s, 3),
-                "encoder_s": round(timing["encoder_s"], 3),
-                "decode_s": round(timing["decode_s"], 3),
-                "predict_s": round(timing["predict_s"], 3),
-                "encoder_share_of_loop": round(timing["encoder_s"] / loop_s, 4) if loop_s else None,
-                "windows": timing["windows"],
-                "images_per_s_loop": round(timing["images"] / loop_s, 3) if loop_s else None,
-            },
+            "timing": run_timing(model.timing, check_s=check_s, text_s=text_s, loop_s=loop_s),
         }
         if hooks:
             extra["visualizations"] = [str(p) for p in hooks[0].written]
@@ -490,8 +519,8 @@ class SegADE20K(Harness):
         return Evaluation(
             metrics={key: metric.unrounded[key] for key in ("mIoU", "aAcc", "mAcc")},
             split=protocol["split"],
-            num_samples=count,
-            images_processed=timing["images"],
+            num_samples=len(kept),
+            images_processed=model.timing["images"],
             extra=extra,
             outcomes=outcomes,
             skipped_images=skipped,

@@ -7,6 +7,7 @@ A suite is data, not code: ``default`` runs on the synthetic world, ``paper`` on
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,9 +118,10 @@ class Suite:
             e, harness, folder = r.entry, get_harness(r.entry.benchmark), data_root / r.entry.data
             options = harness.parse_options(e.options, "options")
             found = harness.preflight(folder, r.protocol, options, device)
-            missing = [f"{folder / q}: not found" for q in e.requires if not (folder / q).exists()]
-            if missing:  # what the harness read of the data would restate them; keep its other problems
-                found = [*missing, *(m for m in found if not m.startswith(str(folder)))]
+            gone = [folder / q for q in e.requires if not (folder / q).exists()]
+            missing = [f"{path}: not found" for path in gone]
+            if missing:  # what the harness says about those paths restates them; keep its other problems
+                found = [*missing, *(m for m in found if not _about_missing(m, gone))]
             identity: dict[str, Any] = {}
             if e.dataset is not None and folder.exists() and not missing:
                 dataset = harness.public_datasets[e.dataset]
@@ -138,6 +140,17 @@ class Suite:
                 label = f"{e.benchmark} ({e.protocol})" if e.protocol else e.benchmark
                 failed.append(Preflight(label, str(folder), tuple(fresh), e.layout.strip()))
         return SuiteCheck(failed, identities)
+
+
+def _about_missing(message: str, missing: list[Path]) -> bool:
+    """Whether a harness ``message`` is about one of the ``missing`` paths: it starts with that path, a path under
+    it, or a folder above it that is missing too (``/d/coco2017`` is neither ``/d/coco`` nor under it)."""
+    for path in missing:
+        while not path.parent.exists():
+            path = path.parent
+        if message.startswith((f"{path}:", f"{path}{os.sep}")):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.identity import PublicDataset, imagenet_differences
 from benchmarks.options import HarnessOptions, option
 from benchmarks.readers.classification import TEMPLATE_CHOICES, read_class_meta, read_classification
-from benchmarks.readers.images import settle_bad_images, unit_ids
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
 from silc.kernel.precision import CHOICES as PRECISIONS
@@ -97,7 +96,7 @@ class ZeroShotClassification(Harness):
     ) -> Evaluation:
         import torch
 
-        from benchmarks.features import encode_images, encode_texts, settings_from_options
+        from benchmarks.features import decoded_rows, encode_images, encode_texts, settings_from_options
         from benchmarks.metrics import mean_per_class_recall, per_class_recall, topk_accuracy
         from silc.kernel.classifier import class_prompts, pool_class_embeddings
 
@@ -113,15 +112,13 @@ class ZeroShotClassification(Harness):
         images = encode_images(
             encoder, data.refs, data_root, settings, desc=f"{self.name} {data.meta.split}", allow_bad=True
         )
-        units = unit_ids(data.refs, data_root)
-        keep = [i for i in range(len(units)) if i not in images.bad]  # the images that decode
-        bad = {units[i]: why for i, why in images.bad.items()}
-        skipped = settle_bad_images(bad, data_root, options.skip_bad_images, len(keep))
+        decoded = decoded_rows(images, data.refs, data_root, options.skip_bad_images)
+        keep = decoded.rows
         logits = LOGIT_SCALE * images.tensor[keep] @ classifier
         target = torch.tensor([data.labels[i] for i in keep])
         acc = topk_accuracy(logits, target, protocol["top_k"])
         pred = logits.argmax(dim=1)
-        outcomes = self._outcomes(logits, target, pred, protocol["top_k"], [units[i] for i in keep])
+        outcomes = self._outcomes(logits, target, pred, protocol["top_k"], decoded.units)
         metrics: dict[str, Any] = {f"acc{k}": v for k, v in acc.items()}
         metrics["mean_per_class_recall"] = mean_per_class_recall(pred, target)
         notes = [
@@ -138,7 +135,13 @@ class ZeroShotClassification(Harness):
             "num_prompts": len(prompts),
         }
         return Evaluation(
-            metrics, data.meta.split, len(keep), images.encoded, extra, outcomes, skipped_images=skipped
+            metrics,
+            data.meta.split,
+            len(keep),
+            images.encoded,
+            extra,
+            outcomes,
+            skipped_images=decoded.skipped,
         )
 
     @staticmethod

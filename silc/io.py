@@ -1,11 +1,14 @@
 """Atomic file writes: write to a temporary name in the same folder, fsync, rename over the target.
 
-Temporary names carry the writer's host and pid (``.<name>.<host>.<pid>.<random>.tmp``), so a temporary left by
-a killed writer is recognised and removed by the next write into that folder, never one of a live writer.
+Temporary names carry the writer's host and pid (``.<name>.<host>.<pid>.<random>.tmp``), and the writer holds an
+exclusive ``flock`` on its temporary (a temporary folder: on the folder) until it is renamed into place. The next
+write into that folder removes a temporary left by a dead writer, never one whose lock is held by a live one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -13,7 +16,7 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,22 +27,24 @@ _TEMPORARY = re.compile(r"\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d{1,9})\.[A-Za
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(f)`` on a temporary file next to ``path`` and rename it into place (never a partial file);
-    stale temporaries of dead writers in the folder are removed first."""
+    """Call ``write(f)`` on a locked temporary file next to ``path`` and rename it into place (never a partial
+    file); stale temporaries of dead writers in the folder are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
+    fd, tmp = _held(lambda: tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         crash_point(path)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)  # drops the lock, once the temporary's name is gone
     return path
 
 
@@ -48,28 +53,100 @@ def temporary_prefix(path: Path) -> str:
     return f".{path.name}.{_host()}.{os.getpid()}."
 
 
-def temporary_dir(path: Path) -> Path:
-    """A new temporary folder next to ``path`` (to be renamed onto it), after removing stale ones in its folder."""
+@contextlib.contextmanager
+def temporary_dir(path: Path) -> Iterator[Path]:
+    """A new temporary folder next to ``path``, to be renamed onto it inside the block (stale ones in its folder
+    are removed first). It stays locked for the whole block and is removed at its end if it is still there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)
-    return Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
+
+    def create() -> tuple[int, str]:
+        name = tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY), name
+
+    fd, tmp = _held(create)
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
 
 
 def remove_stale_temporaries(folder: Path) -> None:
-    """Remove the temporaries in ``folder`` that writers on this host left when they died (their pid is gone)."""
-    host, me = _host(), os.getpid()
+    """Remove the temporaries in ``folder`` whose writers are gone.
+
+    The deciding test is the kernel's: a writer holds an exclusive ``flock`` on its temporary until it has renamed
+    it into place, the kernel drops that lock whenever the writer dies, so a temporary is removed only after a
+    non-blocking lock on it succeeds here. The name test (this host, a pid not running here) cannot tell alone
+    (containers sharing a host name but not a pid namespace, nodes with equal short names on one file system);
+    it is kept as a cheap pre-filter, and so that, on file systems whose locks are per node, other hosts'
+    temporaries are left alone.
+
+    The one window is between creating a temporary (its name is visible at once) and locking it. The writer
+    closes it: after taking its lock it checks that the name still names its file and, if a cleaner removed it
+    meanwhile, makes a new one; a cleaner checks after taking the lock that the name still names the file it
+    locked (the writer may have renamed it into place and let go) before removing it. So no age threshold is
+    needed, and a killed writer's temporary goes at the next write. Where ``flock`` is not supported nobody can
+    lock a temporary, and none is removed.
+    """
+    host = _host()
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return
     for entry in entries:
         match = _TEMPORARY.fullmatch(entry.name)
-        if match is None or match["host"] != host or int(match["pid"]) == me or _alive(int(match["pid"])):
+        if match is None or match["host"] != host or _alive(int(match["pid"])):
             continue
         if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
+            _remove_if_unlocked(Path(entry.path), os.O_RDONLY | os.O_DIRECTORY)
+        elif entry.is_file(follow_symlinks=False):
+            _remove_if_unlocked(Path(entry.path), os.O_RDWR)
+
+
+def same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed, nor replaced by another)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _held(create: Callable[[], tuple[int, str]]) -> tuple[int, Path]:
+    """A new temporary from ``create()`` (its descriptor and name), locked; made again if a cleaner removed it
+    between its creation and the lock. Without ``flock`` support it stays unlocked (no cleaner can lock it)."""
+    while True:
+        fd, name = create()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            return fd, Path(name)
+        if same_file(fd, Path(name)):
+            return fd, Path(name)
+        os.close(fd)
+
+
+def _remove_if_unlocked(tmp: Path, flags: int) -> None:
+    """Remove the temporary ``tmp`` (a file or a folder) if nobody holds its lock, holding it while removing."""
+    try:
+        fd = os.open(tmp, flags | os.O_NOFOLLOW)
+    except OSError:  # gone meanwhile, or not ours to open
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not same_file(fd, tmp):
+            return
+        if flags & os.O_DIRECTORY:
+            shutil.rmtree(tmp)
         else:
-            Path(entry.path).unlink(missing_ok=True)
+            tmp.unlink()
+    except OSError:  # a live writer holds it (or no flock here, or it went meanwhile): not stale
+        return
+    finally:
+        os.close(fd)
 
 
 def crash_point(path: Path) -> None:

@@ -53,6 +53,18 @@ def png_claiming(width: int, height: int) -> bytes:
     )
 
 
+def png_ending_in_garbage() -> bytes:
+    """A 64x64 grey PNG whose image data is cut in half and followed by text: it opens, and decoding it raises
+    PIL's ``SyntaxError`` (not an OSError)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = zlib.compress(b"".join(b"\x00" + bytes(64) for _ in range(64)))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", pixels[: len(pixels) // 2]) + b"garbage text " * 10
+
+
 def break_files(root: Path, truncated: str, empty: str, garbage: str) -> dict[str, str]:
     """Truncate one file to 3/4 of its bytes, empty another, fill a third with text; returns name -> reason."""
     data = (root / truncated).read_bytes()
@@ -249,6 +261,17 @@ def test_retrieval_skips_an_image_with_its_captions(cli, capsys, tmp_path) -> No
     assert skipped[0].extra["num_captions"] == reference[0].extra["num_captions"]
 
 
+def test_fewshot_says_when_left_out_images_leave_a_class_short_of_shots(cli, capsys, tmp_path) -> None:
+    data = write_imagefolder(tmp_path / "ds", NAMES, {"train": 2, "val": 1}, ext=".jpg")
+    break_files(data, "train/class001/img_000.jpg", "train/class003/img_001.jpg", "val/class000/img_000.jpg")
+    args = eval_args("fewshot", data, tmp_path / "res", "--shots", 2, "--seeds", 0, "--workers", 0)
+    assert cli(*args, "--skip-bad-images") == 2
+    assert one_line_error(capsys) == (
+        f"silc-bench: error: {data / 'train'}: class 'boat' has 1 images (after leaving out 2 undecodable "
+        "images), fewer than the 2 shots asked for (2 such classes); lower --shots\n"
+    )
+
+
 def test_fewshot_redraws_shots_without_a_bad_image_and_drops_bad_val_images(cli, capsys, tmp_path) -> None:
     from benchmarks.fewshot import sample_shots
 
@@ -349,6 +372,54 @@ def test_seg_a_label_map_that_does_not_decode_leaves_its_image_out(tmp_path) -> 
         "images/validation/ADE_val_00000006.jpg": f"900000000 pixels, over PIL's decompression-bomb limit of {LIMIT}",
     }
     assert kept == [f"ADE_val_{i:08d}" for i in (1, 2, 4, 5)]
+
+
+@pytest.mark.mm
+def test_seg_skips_bad_images_with_a_relative_results_folder(cli, tmp_path, capsys, monkeypatch) -> None:
+    """The file listing the images left (mmseg's ``ann_file``) lies in the record's folder under a relative
+    ``--results``; mmengine would join a relative ``ann_file`` onto the data root, so it is passed absolute."""
+    ade = _seg_world(tmp_path / "world") / "ADEChallengeData2016"
+    bad = [f"images/validation/ADE_val_{i:08d}.jpg" for i in (2, 4, 5)]
+    break_files(ade, *bad)
+    monkeypatch.chdir(tmp_path)
+    args = ["eval", "seg-ade20k", "--model", TINY, "--data", "world", "--workers", 0, "--results", "results",
+            "--protocol", "synth", "--skip-bad-images"]  # fmt: skip
+    assert cli(*args) == 0
+    out = capsys.readouterr().out
+    record, outcomes = record_of(out)
+    assert record.skipped_images == bad and record.num_samples == 3
+    assert outcomes.units == [f"images/validation/ADE_val_{i:08d}.jpg" for i in (1, 3, 6)]
+    (line,) = [x for x in out.splitlines() if x.startswith("record: ")]
+    images_file = artefacts_dir(tmp_path / line.removeprefix("record: ")) / "images.txt"
+    assert record.extra["mmseg_config"]["test_dataloader"]["dataset"]["ann_file"] == str(images_file)
+    assert images_file.read_text() == "ADE_val_00000001\nADE_val_00000003\nADE_val_00000006\n"
+
+
+@pytest.mark.mm
+def test_seg_label_maps_that_do_not_decode_are_named_by_the_decode_check(cli, tmp_path, capsys) -> None:
+    """A label map that is a decompression bomb (PIL's DecompressionBombError) or whose data ends in garbage (a
+    SyntaxError), neither an OSError: the preflight's label-value sample passes over them, and the decode check
+    names them in one line."""
+    from benchmarks.registry import get_harness
+
+    ade = _seg_world(tmp_path / "world") / "ADEChallengeData2016"
+    labels = ade / "annotations" / "validation"
+    (labels / "ADE_val_00000003.png").write_bytes(png_claiming(30000, 30000))
+    (labels / "ADE_val_00000005.png").write_bytes(png_ending_in_garbage())
+    harness = get_harness("seg-ade20k")
+    protocol = harness.resolve_protocol("synth")
+    assert harness.preflight(ade.parent, protocol, harness.parse_options({}), "cpu") == []
+    args = ["eval", "seg-ade20k", "--model", TINY, "--data", ade.parent, "--workers", 0, "--results",
+            tmp_path / "res", "--protocol", "synth"]  # fmt: skip
+    assert cli(*args) == 2
+    assert one_line_error(capsys) == expected_error(
+        ade,
+        {
+            "annotations/validation/ADE_val_00000003.png": f"900000000 pixels, over PIL's decompression-bomb limit "
+            f"of {LIMIT}",
+            "annotations/validation/ADE_val_00000005.png": "SyntaxError: broken PNG file (chunk b'age ')",
+        },
+    )
 
 
 def _det_world(root: Path) -> Path:

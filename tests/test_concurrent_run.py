@@ -1,9 +1,13 @@
 """Concurrent ``silc-bench run`` on one results folder: each record is computed once (per-record claims), a record
-claimed by another process is taken up after the others, and a claim left by a killed process blocks nothing."""
+claimed by another process is taken up after its model's other records, and a claim left by a killed process blocks
+nothing; an unwritable results folder is one line, a file system without ``flock`` runs without claims."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import logging
 import os
 import re
 import subprocess
@@ -14,9 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import adapters.loading
+from benchmarks import claims
 from benchmarks.claims import Claim, ClaimedElsewhere, claim_path, clear_stale
 from benchmarks.records import read_records
 from silc_bench.app.references import reference_specs
+from silc_bench.app.suite_run import WorkItem, requeue
 from silc_bench.cli import main
 from tests.product_harness import CALLS_ENV
 
@@ -117,15 +124,36 @@ def test_a_claim_is_exclusive_and_dies_with_its_owner(tmp_path: Path) -> None:
     assert list(tmp_path.rglob("*")) == [tmp_path / "clip"]
 
 
-def test_a_claimed_record_is_deferred_then_reused(orchestration: dict, capsys) -> None:
+def test_a_deferred_item_goes_after_the_queued_items_of_its_model() -> None:
+    queue = [WorkItem(0, 2), WorkItem(1, 0), WorkItem(1, 1)]
+    requeue(queue, WorkItem(0, 0))
+    assert queue == [WorkItem(0, 2), WorkItem(0, 0), WorkItem(1, 0), WorkItem(1, 1)]
+    queue = [WorkItem(2, 0)]
+    requeue(queue, WorkItem(1, 1))  # none of its model left: next, while its model is loaded
+    assert queue == [WorkItem(1, 1), WorkItem(2, 0)]
+
+
+def test_a_claimed_record_is_deferred_then_reused(orchestration: dict, capsys, monkeypatch) -> None:
     scratch, rel = first_record(orchestration, capsys)
     results = orchestration["tmp"] / "results"
-    holder = hold(results / rel, orchestration["calls"], 3, scratch / rel)  # a concurrent run computing it
+    loads, load = [], adapters.loading.load_encoder
+
+    def counted(spec: str, **kwargs):
+        loads.append(spec)
+        return load(spec, **kwargs)
+
+    monkeypatch.setattr(adapters.loading, "load_encoder", counted)
+    holder = hold(results / rel, orchestration["calls"], 1, scratch / rel)  # a concurrent run computing it
     assert main([*orchestration["args"], "--results", str(results)]) == 0
     assert holder.wait(timeout=60) == 0
     assert f"4 record(s) in {results} (3 computed here" in capsys.readouterr().err
     calls = [json.loads(line) for line in orchestration["calls"].read_text().splitlines()]
-    assert len(calls) == 3 and not [c for c in calls if c["model"] == "clip" and c["prompt"] == "a photo"]
+    assert [(c["model"], c["prompt"]) for c in calls] == [
+        ("clip", "a drawing"),
+        ("silc", "a photo"),
+        ("silc", "a drawing"),
+    ]
+    assert loads == reference_specs()  # the deferred record came back before the next model: no reload
     assert (results / rel).read_bytes() == (
         scratch / rel
     ).read_bytes()  # reused as the other process wrote it
@@ -169,3 +197,38 @@ def test_two_concurrent_runs_compute_each_record_once(tmp_path: Path, synth_root
         "zeroshot-cls", "retrieval", "fewshot", "seg-ade20k", "det-ovcoco"
     }  # fmt: skip
     assert len(read_records(results)) == 10 and leftovers(results, cache) == []
+
+
+def test_an_unwritable_results_folder_is_one_line(orchestration: dict, capsys, monkeypatch) -> None:
+    results, real_open = orchestration["tmp"] / "results", os.open
+
+    def read_only(path, flags, *args, **kwargs):  # tests run as root too, where chmod protects nothing
+        if str(path).endswith(".claim"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    assert main([*orchestration["args"], "--results", str(results)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"silc-bench: error: {results / 'clip'}: cannot create files in this results folder (Read-only file "
+        "system); it must be writable"
+    )
+    assert orchestration["calls"].read_text() == ""
+
+
+def test_a_file_system_without_flock_runs_without_claims(orchestration: dict, caplog, monkeypatch) -> None:
+    results = orchestration["tmp"] / "results"
+
+    def flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    monkeypatch.setattr(claims, "_WITHOUT_FLOCK", set())
+    with caplog.at_level(logging.WARNING, logger="benchmarks.claims"):
+        assert main([*orchestration["args"], "--results", str(results)]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "benchmarks.claims"]
+    assert warnings == [
+        f"{results / 'clip'}: the file system does not support flock (No locks available); records are computed "
+        "without claims, so concurrent runs into this folder may compute a record twice"
+    ]  # once, though each of the 4 records tried
+    assert len(read_records(results)) == 4 and leftovers(results) == []

@@ -4,11 +4,14 @@ and the next run completes with nothing lost, nothing corrupt and no stale tempo
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,25 @@ from silc_bench.cli import main
 from tests.train_fixtures import tiny_config, write_config, write_pairs_csv
 
 ROOT = Path(__file__).resolve().parents[1]
+# Writes argv[1] (kind argv[3]: a "file" through atomic_write, a "folder" through temporary_dir) under temporaries
+# named as if by pid argv[2] on this host; prints "writing" once the temporary exists, finishes on a line on stdin.
+WRITER = """\
+import sys
+from pathlib import Path
+import silc.io as io
+target, pid, kind = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+io.temporary_prefix = lambda path: f".{path.name}.{io._host()}.{pid}."
+def wait():
+    print("writing", flush=True)
+    sys.stdin.readline()
+if kind == "file":
+    io.atomic_write(target, lambda f: (wait(), f.write(b"done")))
+else:
+    with io.temporary_dir(target) as tmp:
+        wait()
+        (tmp / "x").write_text("done")
+        tmp.rename(target)
+"""
 
 
 def killed(argv: list[str], target: str) -> None:
@@ -66,6 +88,63 @@ def test_stale_temporaries_of_dead_writers_go_those_of_live_ones_stay(tmp_path: 
     finally:
         live.kill()
         live.wait()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(proc.stdout)
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_live_writers_temporary_survives_cleanup_though_its_name_looks_dead(
+    tmp_path: Path, kind: str
+) -> None:
+    target, pid = tmp_path / "r.json", dead_pid()
+    argv = [sys.executable, "-c", WRITER, str(target), str(pid), kind]
+    writer = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "writing\n"
+        (tmp,) = temporaries(tmp_path)
+        assert tmp.name.startswith(temporary_prefix(target).replace(f".{os.getpid()}.", f".{pid}."))
+        remove_stale_temporaries(tmp_path)  # the name says: a dead writer on this host; its lock says: alive
+        assert temporaries(tmp_path) == [tmp]
+        writer.communicate("\n", timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == 0  # its rename found its temporary
+    assert (target if kind == "file" else target / "x").read_text() == "done" and temporaries(tmp_path) == []
+
+
+def test_a_temporary_removed_before_its_writer_locked_it_is_made_again(tmp_path: Path, monkeypatch) -> None:
+    made, mkstemp = [], tempfile.mkstemp
+
+    def raced(*args, **kwargs):  # a cleaner in another pid namespace takes it before the writer's lock
+        fd, name = mkstemp(*args, **kwargs)
+        if not made:
+            Path(name).unlink()
+        made.append(name)
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", raced)
+    atomic_write_text(tmp_path / "r.json", "new\n")
+    assert len(made) == 2 and (tmp_path / "r.json").read_text() == "new\n" and temporaries(tmp_path) == []
+
+
+def test_without_flock_writes_work_and_no_temporary_is_removed(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "r.json"
+    stale = tmp_path / f"{temporary_prefix(target).replace(f'.{os.getpid()}.', f'.{dead_pid()}.')}abc.tmp"
+    stale.write_text("partial")
+
+    def flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", flock)  # nobody can tell a dead writer's temporary from a live one's
+    atomic_write_text(target, "new\n")
+    assert target.read_text() == "new\n" and temporaries(tmp_path) == [stale]
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def test_world_datasets_claimed_as_public_ones_say_what_differs(synth_root: Path
             "coco: not OV-COCO (val2017): 40 images in annotations/instances_val2017.json (expected 5,000); 16 "
             "categories (expected 80); split annotations/ov_split.json (expected the public OV-COCO 48 base / 17 "
             "novel); 65 of the 65 OV-COCO categories missing: person, bicycle, car, motorcycle, train, truck, "
-            f"boat, bench, bird, horse (+55 more); {HINT}",
+            f"boat, bench, bird, horse, and 55 more; {HINT}",
         )),
     ]  # fmt: skip
     allowed = suite.check(synth_root, "cpu", allow_nonstandard=True)
@@ -278,6 +278,25 @@ def test_ade_names_never_replace_a_folder_s_own_vocabulary_in_run(ade15, tmp_pat
     assert not (tmp_path / "res").exists() and not cache.exists()
 
 
+def test_seg_preflight_without_the_openmmlab_stack_stops_before_the_class_lists(
+    tmp_path, monkeypatch
+) -> None:
+    """The class lists come from mmseg: without it the preflight reports the missing stack (and what it can check
+    without it) and reads no class list (this folder has no classnames.txt, which the synth protocol would need)."""
+    from benchmarks import segmentation
+    from tests.seg_fixtures import write_ade
+
+    line = "seg-ade20k needs the OpenMMLab stack (No module named 'mmseg'); install it with `bash scripts/install-mm.sh`"
+    monkeypatch.setattr(segmentation, "mm_missing", lambda: line)
+    ade = write_ade(tmp_path, {"ADE_val_00000001": np.zeros((8, 8), np.uint8)}, {0: 0})
+    harness = get_harness("seg-ade20k")
+    protocol = harness.resolve_protocol("synth", {"crop": 0})
+    assert harness.preflight(ade, protocol, harness.parse_options({}), "cpu") == [
+        "protocol knob crop: expected a positive integer, got 0",
+        line,
+    ]
+
+
 def test_fewshot_refuses_splits_with_other_classes(tmp_path: Path) -> None:
     root = write_imagefolder(tmp_path / "imagenet", ["a", "b", "c"], {"train": 2, "val": 1}, templates=None)
     (root / "val" / "class002").rename(root / "val" / "class009")
@@ -286,6 +305,55 @@ def test_fewshot_refuses_splits_with_other_classes(tmp_path: Path) -> None:
     assert harness.preflight(root, protocol, harness.parse_options({}), "cpu") == [
         f"{root}: train and val have different class folders (train only: class002; val only: class009); a "
         "probe's labels would not match"
+    ]
+
+
+def test_a_missing_required_path_hides_only_what_is_said_about_it(tmp_path: Path) -> None:
+    """Only train is missing: the harness's line about it gives way to the entry's `requires` line, but its line
+    about val's class names stays; a sibling that shares the folder's prefix (`imagenet2`) is another path."""
+    root = write_imagefolder(tmp_path / "imagenet", ["a", "b"], {"val": 1}, templates=None)
+    (root / "classnames.txt").write_text("a\nb\nc\n")
+    suite = suite_file(tmp_path, "{benchmark: fewshot, data: imagenet, requires: [train, val]}")
+    (failed,) = load_suite(str(suite)).preflight(tmp_path, "cpu")
+    assert failed.problems == (
+        f"{root / 'train'}: not found",
+        f"{root / 'classnames.txt'}: 3 class names but 2 class folders in {root / 'val'}",
+    )
+    from benchmarks.suites import _about_missing
+
+    gone = [tmp_path / "imagenet" / "train", tmp_path / "nowhere" / "val"]
+    said = {
+        f"{gone[0]}: folder does not exist": True,
+        f"{gone[0] / 'x'}: not an image": True,
+        f"{tmp_path / 'imagenet2' / 'train'}: folder does not exist": False,
+        f"{tmp_path / 'imagenet'}: 2 classes": False,
+        f"{tmp_path / 'nowhere'}: folder does not exist": True,  # a missing folder above a missing path
+        f"{tmp_path / 'nowhere2'}: folder does not exist": False,
+    }
+    assert {message: _about_missing(message, gone) for message in said} == said
+
+
+def test_the_public_ov_split_in_the_dataset_s_own_file_is_the_public_split(tmp_path: Path) -> None:
+    """`split: auto` reads the dataset's annotations/ov_split.json: holding the public 48/17 names (in another
+    order) it is the public split; with one novel name moved to base it is not."""
+    from benchmarks.detection.harness import ov_coco_differences
+    from benchmarks.ov_coco import load_split
+
+    public = load_split(None)
+    coco = tmp_path / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    categories = [{"id": i, "name": n} for i, n in enumerate(sorted(public.names), start=1)]
+    coco_json = {"images": [], "annotations": [], "categories": categories}
+    (coco / "annotations" / "instances_val2017.json").write_text(json.dumps(coco_json))
+    own = coco / "annotations" / "ov_split.json"
+    protocol = get_harness("det-ovcoco").resolve_protocol("boxcls")
+    facts = ["0 images in annotations/instances_val2017.json (expected 5,000)", "65 categories (expected 80)"]
+    own.write_text(json.dumps({"base": list(reversed(public.base)), "novel": list(reversed(public.novel))}))
+    assert ov_coco_differences(coco, protocol) == facts
+    own.write_text(json.dumps({"base": [*public.base, public.novel[0]], "novel": list(public.novel[1:])}))
+    assert ov_coco_differences(coco, protocol) == [
+        *facts,
+        "split annotations/ov_split.json (expected the public OV-COCO 48 base / 17 novel)",
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,49 @@ def test_torchrun_gives_the_records_of_a_single_process(env) -> None:
     a = {p.relative_to(single): strip(p) for p in single.rglob("*.json")}
     b = {p.relative_to(env["results"]): strip(p) for p in env["results"].rglob("*.json")}
     assert len(a) == 4 and a == b
+
+
+def test_a_preflight_failure_stops_every_rank_with_exit_2(env) -> None:
+    driver = env["tmp"] / "driver.py"
+    driver.write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport tests.product_harness  # noqa: F401\n"
+        "from silc_bench.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    args = list(env["args"])
+    args[args.index("--data-root") + 1] = str(env["tmp"] / "nowhere")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, str(driver), *args, "--device", "cpu"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "OMP_NUM_THREADS": "1",
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            },
+        )
+        for rank in range(2)
+    ]
+    try:
+        errs = [proc.communicate(timeout=120)[1] for proc in ranks]
+    finally:
+        for proc in ranks:
+            proc.kill()
+            proc.wait()
+    assert [proc.returncode for proc in ranks] == [2, 2], errs[0][-2000:] + errs[1][-2000:]
+    expected = f"silc-bench: error: {env['tmp'] / 'nowhere'}: 2 problem(s) listed above; nothing was computed"
+    assert [err.strip().splitlines()[-1] for err in errs] == [expected, expected]
+    assert [err.count("cannot run on") for err in errs] == [1, 0]  # the preflight ran on rank 0 only
+    assert n_calls(env) == 0
 
 
 def test_no_arguments_without_bundled_checkpoints_is_an_error(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -8,6 +8,7 @@ of the image cropped to the box. Metrics are mean per-class top-1/top-5 accuracy
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,13 @@ from PIL import Image
 
 from adapters.encoder import Encoder
 from adapters.open_vocab import region_embeddings
-from benchmarks.readers.images import BadImage, bomb_warnings_silenced, decode_rgb
+from benchmarks.readers.images import (
+    BadImage,
+    bomb_warnings_silenced,
+    decode_rgb,
+    find_bad_images,
+    settle_bad_images,
+)
 from silc.errors import UserError
 
 SOURCES = ("dense", "crop")
@@ -90,6 +97,18 @@ def gather_boxes(coco: dict[str, Any], image_dir: Path, vocabulary: Sequence[str
         out.append(ImageBoxes(image_id, image_dir / img["file_name"], img["width"], img["height"], boxes,
                               [label for _, label in items]))  # fmt: skip
     return out
+
+
+def without_bad_images(
+    samples: list[ImageBoxes], root: Path, skip: bool
+) -> tuple[list[ImageBoxes], list[str]]:
+    """Every image of ``samples`` decoded before any compute (:func:`find_bad_images`): the bad ones stop the run in
+    one line naming them (relative to ``root``), or with ``skip`` leave with their boxes. Returns the samples
+    left and the names skipped."""
+    found = find_bad_images([s.path for s in samples])
+    bad = {os.path.relpath(samples[i].path, root): why for i, why in found.items()}
+    samples = [s for i, s in enumerate(samples) if i not in found]
+    return samples, settle_bad_images(bad, root, skip, len(samples))
 
 
 def load_rgb(path: Path) -> Image.Image:

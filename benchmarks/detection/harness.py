@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapters.encoder import DENSE_MODES
-from benchmarks.identity import COCO_CATEGORIES, COCO_VAL_IMAGES, PublicDataset, listed
+from benchmarks.identity import COCO_CATEGORIES, COCO_VAL_IMAGES, PublicDataset
 from benchmarks.options import HarnessOptions, option
 from benchmarks.ov_coco import OVSplit, check_split, load_coco, load_split
 from benchmarks.registry import Evaluation, Harness, collect_problems, register
-from silc.errors import UserError
+from silc.errors import UserError, listed
 from silc.kernel.templates import TEMPLATE_NAMES
 
 if TYPE_CHECKING:
@@ -103,7 +103,8 @@ def config_sha256(path: Path) -> str:
 
 def ov_coco_differences(data_root: Path, protocol: dict[str, Any]) -> list[str]:
     """How ``data_root`` under ``protocol`` differs from OV-COCO on val2017: instances_val2017.json with 5,000
-    images and the 80 categories, the public 48 base / 17 novel split, all of its names among the categories."""
+    images and the 80 categories, the public 48 base / 17 novel split (whichever file holds it: the same base and
+    novel names, in any order), all of its names among the categories."""
     coco = load_coco(data_root / VAL_ANNOTATIONS)
     out = []
     if len(coco["images"]) != COCO_VAL_IMAGES:
@@ -111,7 +112,7 @@ def ov_coco_differences(data_root: Path, protocol: dict[str, Any]) -> list[str]:
     if len(coco["categories"]) != COCO_CATEGORIES:
         out.append(f"{len(coco['categories'])} categories (expected {COCO_CATEGORIES})")
     split, public = resolve_split(protocol, data_root), load_split(None)
-    if split.source != public.source:
+    if (set(split.base), set(split.novel)) != (set(public.base), set(public.novel)):
         out.append(
             f"split {split_source(split, data_root)} (expected the public OV-COCO {len(public.base)} base / "
             f"{len(public.novel)} novel)"
@@ -286,7 +287,6 @@ class DetOVCocoHarness(Harness):
     ) -> Evaluation:
         from adapters.open_vocab import text_classifier
         from benchmarks.detection import boxcls
-        from benchmarks.readers.images import find_bad_images, settle_bad_images
         from benchmarks.uncertainty import Outcomes
 
         val_path = data_root / VAL_ANNOTATIONS
@@ -302,10 +302,7 @@ class DetOVCocoHarness(Harness):
             raise UserError(
                 f"{val_path}: no non-crowd box of a {protocol['vocabulary']} category to classify"
             )
-        found = find_bad_images([s.path for s in samples])  # every image, before any compute
-        bad = {os.path.relpath(samples[i].path, data_root): why for i, why in found.items()}
-        samples = [s for i, s in enumerate(samples) if i not in found]  # an image out: its boxes out
-        skipped = settle_bad_images(bad, data_root, options.skip_bad_images, len(samples))
+        samples, skipped = boxcls.without_bad_images(samples, data_root, options.skip_bad_images)
         text = text_classifier(encoder, vocabulary, protocol["templates"])
         counts = boxcls.classify_boxes(
             encoder,

@@ -28,7 +28,7 @@ OPENAI_TEMPLATES_SOURCE = "open_clip.zero_shot_metadata.OPENAI_IMAGENET_TEMPLATE
 IMAGENET_CLASSNAMES_SOURCE = "open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES"
 # The protocol's prompt source: the dataset's own templates file (else openai80), or always openai80 ("openai").
 TEMPLATE_CHOICES = ("dataset", "openai")
-_WNID = re.compile(r"^n\d{8}$")
+WNID = re.compile(r"^n\d{8}$")  # an ImageNet class folder name (n01440764)
 _WDS_IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")  # clip_benchmark's order of preference
 
 
@@ -152,7 +152,7 @@ def read_class_meta(root: str | Path, split: str, templates: str = "dataset") ->
             f"{split_dir}: no class folders and no *.tar shards; expected {split}/<class>/<image>"
         )
     names_file = root / "classnames.txt"
-    layout = "imagenet" if all(_WNID.match(d.name) for d in class_dirs) else "imagefolder"
+    layout = "imagenet" if all(WNID.match(d.name) for d in class_dirs) else "imagefolder"
     if names_file.is_file():
         names, source = _read_lines(names_file), names_file.name
         if len(names) != len(class_dirs):

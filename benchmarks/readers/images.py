@@ -2,7 +2,8 @@
 
 Decoding is torchvision's ``pil_loader`` (``Image.open(f).convert("RGB")``, as clip_benchmark reads images) with
 every failure named: a file that does not decode fully (truncated, empty, not an image) or that is larger than
-PIL's decompression-bomb limit is a :class:`BadImage`, never a partial or grey image.
+PIL's decompression-bomb limit is a :class:`BadImage`, never a partial or grey image. Label maps
+(:func:`decode_label_map`) are decoded the same way but keep their stored values.
 """
 
 from __future__ import annotations
@@ -13,20 +14,23 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from silc.errors import UserError, first_line
+from silc.errors import UserError, first_line, listed
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MAX_LISTED = 10  # bad images named in one error or warning line; the rest are counted
+_T = TypeVar("_T")
 
 
 class BadImage(Exception):
@@ -38,13 +42,30 @@ def decode_rgb(source: str | os.PathLike | io.BytesIO) -> Image.Image:
     unreadable file, or one over ``Image.MAX_IMAGE_PIXELS`` pixels, raises :class:`BadImage`.
 
     Call it inside :func:`bomb_warnings_silenced` (the size check here replaces PIL's warning)."""
+    return _decoded(source, lambda im: im.convert("RGB"))
+
+
+def decode_label_map(path: str | os.PathLike) -> np.ndarray:
+    """A label map's stored values (no mode conversion: an ``L`` or ``P`` PNG gives its values or indices), fully
+    decoded; every failure is a :class:`BadImage`, as in :func:`decode_rgb` (call it inside
+    :func:`bomb_warnings_silenced` too)."""
+
+    def values(im: Image.Image) -> np.ndarray:
+        im.load()  # decode errors raise here, not inside numpy's array conversion
+        return np.array(im)
+
+    return _decoded(path, values)
+
+
+def _decoded(source: str | os.PathLike | io.BytesIO, read: Callable[[Image.Image], _T]) -> _T:
+    """``read`` of the opened image, with every failure (including the size check) a :class:`BadImage`."""
     try:
         with Image.open(source) as im:
             pixels = im.width * im.height
             if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS:
                 raise BadImage(_bomb(pixels, f"{im.width}x{im.height} = "))
             # reads every byte: a truncated file raises (PIL's ImageFile.LOAD_TRUNCATED_IMAGES stays False)
-            return im.convert("RGB")
+            return read(im)
     except BadImage:
         raise
     except FileNotFoundError:
@@ -155,9 +176,8 @@ def settle_bad_images(bad: dict[str, str], root: str | Path, skip: bool, left: i
     if not bad:
         return []
     names = sorted(bad)
-    listed = ", ".join(f"{n} ({bad[n]})" for n in names[:MAX_LISTED])
-    more = f", and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
-    what = f"{root}: {len(names)} image(s) do not decode: {listed}{more}"
+    files = listed([f"{n} ({bad[n]})" for n in names], MAX_LISTED)
+    what = f"{root}: {len(names)} image(s) do not decode: {files}"
     if left == 0:
         raise UserError(f"{what}; no image is left to evaluate")
     if not skip:

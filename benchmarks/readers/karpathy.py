@@ -49,17 +49,21 @@ def find_annotation_file(root: str | Path) -> Path:
     return found[0]
 
 
-def _load(ann: Path) -> list[dict]:
+def load(ann: Path) -> dict:
+    """The parsed caption file: an object whose ``images`` is a list (its entries are checked by
+    :func:`entry_fields`); an unreadable file or another shape is a UserError naming it."""
     try:
         obj = json.loads(ann.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{ann}: not readable JSON ({e.__class__.__name__}: {e})") from e
     if not isinstance(obj, dict) or not isinstance(obj.get("images"), list):
         raise UserError(f"{ann}: missing key 'images' (a list of {{filename, split, sentences}})")
-    return obj["images"]
+    return obj
 
 
-def _entry_fields(ann: Path, i: int, entry: object) -> tuple[str, str, list[str], str | None]:
+def entry_fields(ann: Path, i: int, entry: object) -> tuple[str, str, list[str], str | None]:
+    """``images[i]`` of ``ann`` as (filename, split, every caption's raw text, filepath or None); a missing key
+    is a UserError naming the entry."""
     if not isinstance(entry, dict):
         raise UserError(f"{ann}: images[{i}] is not an object")
     for key in ("filename", "split", "sentences"):
@@ -84,7 +88,7 @@ def read_karpathy(root: str | Path, split: str, image_dir: str | Path | None = N
     root = Path(root)
     ann = find_annotation_file(root)
     base = root if root.is_dir() else ann.parent
-    entries = [_entry_fields(ann, i, e) for i, e in enumerate(_load(ann))]
+    entries = [entry_fields(ann, i, e) for i, e in enumerate(load(ann)["images"])]
     chosen = [e for e in entries if e[1] == split]
     if not chosen:
         found = sorted({e[1] for e in entries})

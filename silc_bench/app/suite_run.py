@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from silc.errors import UserError
+from silc.errors import UserError, first_line
 
 if TYPE_CHECKING:
     from benchmarks.suites import Suite
+    from silc.distributed import DistInfo
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class WorkItem:
 def split_work(items: list[WorkItem], rank: int, world_size: int) -> list[WorkItem]:
     """This rank's share: round-robin over the deterministic item order (identical on every rank)."""
     return items[rank::world_size]
+
+
+def requeue(queue: list[WorkItem], item: WorkItem) -> None:
+    """Put a deferred ``item`` back after the last queued item of its model (the queue is ordered by model), so
+    its model, loaded now, is not loaded again for it."""
+    after = max((i for i, queued in enumerate(queue) if queued.model == item.model), default=-1)
+    queue.insert(after + 1, item)
 
 
 def run_suite(
@@ -45,7 +53,8 @@ def run_suite(
     """Produce this rank's records of (models x suite entries); returns (record paths, number computed).
     ``bootstrap`` (resamples for the intervals) overrides the suite entries' own; ``skip_bad_images`` sets that
     option on every entry; ``identities`` (from the preflight, per entry) go into the records. A record another process is
-    computing (a concurrent run on the same results folder) is deferred and taken up after the others."""
+    computing (a concurrent run on the same results folder) is deferred after its model's other records, then
+    waited for."""
     from adapters import load_encoder
     from benchmarks.claims import ClaimedElsewhere
     from benchmarks.registry import get_harness
@@ -86,7 +95,7 @@ def run_suite(
                 )
             except ClaimedElsewhere:
                 deferred.append(item)
-                queue.append(item)
+                requeue(queue, item)
                 continue
             computed += int(fresh)
             paths.append(path)
@@ -151,3 +160,29 @@ def preflight_or_fail(
             print("\n".join(f"  {line}" for line in f.lines()), file=sys.stderr)
         raise UserError(f"{data_root}: {count} problem(s) listed above; nothing was computed")
     return check.identities
+
+
+def preflight_on_main(
+    suite: Suite, data_root: Path, device: str, allow_nonstandard: bool, info: DistInfo
+) -> list[dict[str, Any]]:
+    """:func:`preflight_or_fail` on the main rank only (it reads every entry's files), its outcome broadcast: every
+    rank returns the identities or raises the same UserError (exit 2 on every rank, none left waiting)."""
+    if not info.distributed:
+        return preflight_or_fail(suite, data_root, device, allow_nonstandard)
+    import torch.distributed as dist
+
+    outcome: list[Any] = [None]
+    if info.is_main:
+        try:
+            outcome = [preflight_or_fail(suite, data_root, device, allow_nonstandard)]
+        except UserError as e:
+            outcome = [e]
+        except BaseException as e:  # a crash: the other ranks stop too, then it propagates here
+            dist.broadcast_object_list(
+                [RuntimeError(f"the preflight failed on rank 0: {first_line(e)}")], src=0
+            )
+            raise
+    dist.broadcast_object_list(outcome, src=0)
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]

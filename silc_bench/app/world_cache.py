@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -48,8 +47,7 @@ def ensure_world(preset: str = "tiny", seed: int = 0) -> Path:
     final = world_dir(preset, seed)
     if final.is_dir():
         return final
-    tmp = temporary_dir(final)  # stale ones of killed generations are removed here
-    try:
+    with temporary_dir(final) as tmp:  # locked while generating; stale ones of killed generations go first
         start = time.perf_counter()
         log.info("generating the synthetic world (preset %s, seed %d) into %s", preset, seed, final)
         generate_world(tmp, seed=seed, preset=preset)
@@ -60,7 +58,4 @@ def ensure_world(preset: str = "tiny", seed: int = 0) -> Path:
             if not final.is_dir():  # another process won the race if the folder now exists
                 raise
         log.info("synthetic world ready in %.1f s", time.perf_counter() - start)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final

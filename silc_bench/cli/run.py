@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from silc_bench.app.references import reference_specs
     from silc_bench.app.suite_run import (
         gather_paths,
-        preflight_or_fail,
+        preflight_on_main,
         print_table,
         run_suite,
         suite_data_root,
@@ -89,7 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_root = suite_data_root(
             suite, args.data_root, dist_info.is_main, barrier=lambda: barrier(dist_info)
         )
-        identities = preflight_or_fail(suite, data_root, str(dist_info.device), args.allow_nonstandard)
+        identities = preflight_on_main(
+            suite, data_root, str(dist_info.device), args.allow_nonstandard, dist_info
+        )
         results = Path(args.results or Path("results") / suite.name)
         start = time.perf_counter()
         paths, computed = run_suite(
