@@ -428,20 +428,27 @@ def _det_world(root: Path) -> Path:
     return write_coco(root, {"train2017": IMAGES["train2017"], "val2017": random_images(8, 1, "v")})
 
 
+def _coco_copy_without(data: Path, clean: Path, bad: list[str], subsets: tuple[str, ...]) -> Path:
+    """A copy of the COCO root ``data`` at ``clean`` without the images ``bad`` (``<subset>/<file>``), their
+    files, entries and boxes: what a run that skips them must equal."""
+    shutil.copytree(data, clean)
+    for subset in subsets:
+        ann = clean / "annotations" / f"instances_{subset}.json"
+        coco = json.loads(ann.read_text())
+        drop = {i["id"] for i in coco["images"] if f"{subset}/{i['file_name']}" in bad}
+        coco["images"] = [i for i in coco["images"] if i["id"] not in drop]
+        coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in drop]
+        ann.write_text(json.dumps(coco))
+    for name in bad:
+        (clean / name).unlink()
+    return clean
+
+
 @pytest.mark.mm
 def test_boxcls_drops_a_bad_image_with_its_boxes(tmp_path, capsys) -> None:
     data = _det_world(tmp_path / "coco")
     bad = ["val2017/v1.png", "val2017/v4.png", "val2017/v6.png"]
-    clean = tmp_path / "clean"
-    shutil.copytree(data, clean)
-    ann = clean / "annotations" / "instances_val2017.json"
-    coco = json.loads(ann.read_text())
-    drop = {i["id"] for i in coco["images"] if f"val2017/{i['file_name']}" in bad}
-    coco["images"] = [i for i in coco["images"] if i["id"] not in drop]
-    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in drop]
-    ann.write_text(json.dumps(coco))
-    for name in bad:
-        (clean / name).unlink()
+    clean = _coco_copy_without(data, tmp_path / "clean", bad, ("val2017",))
     reasons = break_files(data, *bad)
     extra = ["--protocol", "boxcls", "--input-size", "64", "--templates", "photo"]
     assert silc_bench.cli.main([str(a) for a in eval_args("det-ovcoco", data, tmp_path / "res", *extra)]) == 2
@@ -474,17 +481,7 @@ def test_fvlm_stops_before_training_on_a_bad_image(tmp_path, capsys) -> None:
 def test_fvlm_leaves_bad_train_and_val_images_out_of_training_and_test(tmp_path, capsys) -> None:
     data = _det_world(tmp_path / "coco")
     bad = ["train2017/t2.png", "val2017/v0.png", "val2017/v3.png"]
-    clean = tmp_path / "clean"
-    shutil.copytree(data, clean)
-    for subset in ("train2017", "val2017"):
-        ann = clean / "annotations" / f"instances_{subset}.json"
-        coco = json.loads(ann.read_text())
-        drop = {i["id"] for i in coco["images"] if f"{subset}/{i['file_name']}" in bad}
-        coco["images"] = [i for i in coco["images"] if i["id"] not in drop]
-        coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] not in drop]
-        ann.write_text(json.dumps(coco))
-    for name in bad:
-        (clean / name).unlink()
+    clean = _coco_copy_without(data, tmp_path / "clean", bad, ("train2017", "val2017"))
     break_files(data, *bad)
     runs = []
     for root, results, extra in ((data, "res", ["--skip-bad-images"]), (clean, "ref", [])):
