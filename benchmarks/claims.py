@@ -1,7 +1,8 @@
 """Per-record claims, so that concurrent runs on one results folder compute each record once.
 
 A claim is an exclusive ``flock`` on ``.<record name>.claim`` beside the record: the kernel drops it when its
-process dies, so a killed run never blocks a later one. The file holds the owner's pid (for messages) and is
+process dies (processes it forked, DataLoader workers, do not keep it: see ``silc.io.lock_descriptor``), so a
+killed run never blocks a later one. The file holds the owner's pid (for messages) and is
 removed on release; a claimer re-checks after locking that the path still names the file it locked. A results
 folder that cannot be written is a one-line error; on a file system without ``flock`` (``ENOLCK``,
 ``EOPNOTSUPP``, ...) records are computed without claims, after one warning per file system.
@@ -16,7 +17,7 @@ import os
 from pathlib import Path
 
 from silc.errors import UserError
-from silc.io import same_file
+from silc.io import close_lock_descriptor, lock_descriptor, same_file
 
 SUFFIX = ".claim"
 log = logging.getLogger(__name__)
@@ -47,21 +48,21 @@ class Claim:
         self.path = claim_path(record)
         self._fd: int | None = None
         while True:
-            fd = _open(self.path)
+            fd = lock_descriptor(_open(self.path))
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 owner = _owner(fd)
-                os.close(fd)
+                close_lock_descriptor(fd)
                 raise ClaimedElsewhere(record, owner) from None
             except OSError as e:
-                os.close(fd)
+                close_lock_descriptor(fd)
                 self.path.unlink(missing_ok=True)  # nobody can lock it: it would only mislead
                 _warn_without_flock(self.path.parent, e)
                 return
             if same_file(fd, self.path):  # not a file its previous owner removed while we waited
                 break
-            os.close(fd)
+            close_lock_descriptor(fd)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -71,7 +72,7 @@ class Claim:
         if self._fd is None:
             return
         self.path.unlink(missing_ok=True)
-        os.close(self._fd)
+        close_lock_descriptor(self._fd)
         self._fd = None
 
     def __enter__(self) -> Claim:

@@ -24,6 +24,33 @@ from typing import IO, Any
 # (SIGKILL) after the temporary is written and fsynced, before the rename (the crash-safety tests use it).
 KILL_ENV = "SILC_BENCH_TEST_KILL_IN_WRITE"
 _TEMPORARY = re.compile(r"\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d{1,9})\.[A-Za-z0-9_]+\.tmp")
+_LOCK_DESCRIPTORS: set[int] = set()  # this process's descriptors that carry (or are about to carry) an flock
+
+
+def lock_descriptor(fd: int) -> int:
+    """Mark ``fd`` as one that carries this process's flock, so that processes forked from it do not keep it open
+    (see :func:`close_lock_descriptor`); returns ``fd``."""
+    _LOCK_DESCRIPTORS.add(fd)
+    return fd
+
+
+def close_lock_descriptor(fd: int) -> None:
+    """Close a descriptor marked by :func:`lock_descriptor` (which drops its lock)."""
+    _LOCK_DESCRIPTORS.discard(fd)
+    os.close(fd)
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker, say), close the parent's lock descriptors. The kernel keeps an flock
+    while any descriptor of its open file is open, so a child that outlives its killed parent (a worker stuck at
+    exit) would otherwise hold the parent's record claims and temporaries, and the next run would wait for ever."""
+    for fd in _LOCK_DESCRIPTORS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _LOCK_DESCRIPTORS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -44,7 +71,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         tmp.unlink(missing_ok=True)
         raise
     finally:
-        os.close(fd)  # drops the lock, once the temporary's name is gone
+        close_lock_descriptor(fd)  # drops the lock, once the temporary's name is gone
     return path
 
 
@@ -70,7 +97,7 @@ def temporary_dir(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-        os.close(fd)
+        close_lock_descriptor(fd)
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -120,19 +147,20 @@ def _held(create: Callable[[], tuple[int, str]]) -> tuple[int, Path]:
     between its creation and the lock. Without ``flock`` support it stays unlocked (no cleaner can lock it)."""
     while True:
         fd, name = create()
+        lock_descriptor(fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:
             return fd, Path(name)
         if same_file(fd, Path(name)):
             return fd, Path(name)
-        os.close(fd)
+        close_lock_descriptor(fd)
 
 
 def _remove_if_unlocked(tmp: Path, flags: int) -> None:
     """Remove the temporary ``tmp`` (a file or a folder) if nobody holds its lock, holding it while removing."""
     try:
-        fd = os.open(tmp, flags | os.O_NOFOLLOW)
+        fd = lock_descriptor(os.open(tmp, flags | os.O_NOFOLLOW))
     except OSError:  # gone meanwhile, or not ours to open
         return
     try:
@@ -146,7 +174,7 @@ def _remove_if_unlocked(tmp: Path, flags: int) -> None:
     except OSError:  # a live writer holds it (or no flock here, or it went meanwhile): not stale
         return
     finally:
-        os.close(fd)
+        close_lock_descriptor(fd)
 
 
 def crash_point(path: Path) -> None:

@@ -4,12 +4,14 @@ nothing; an unwritable results folder is one line, a file system without ``flock
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +124,41 @@ def test_a_claim_is_exclusive_and_dies_with_its_owner(tmp_path: Path) -> None:
     holder.wait()
     clear_stale(record)
     assert list(tmp_path.rglob("*")) == [tmp_path / "clip"]
+
+
+# Takes the claim on argv[1], forks a child that outlives it (a DataLoader worker stuck at exit) and prints the
+# child's pid, then waits to be killed.
+FORKING_HOLDER = """\
+import os, sys, time
+from pathlib import Path
+from benchmarks.claims import Claim
+claim = Claim(Path(sys.argv[1]), wait=False)
+child = os.fork()
+if child == 0:
+    time.sleep(120)
+    os._exit(0)
+print(child, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_forked_child_that_outlives_its_killed_owner_does_not_keep_the_claim(tmp_path: Path) -> None:
+    record = tmp_path / "clip" / "r.json"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", FORKING_HOLDER, str(record)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    child = int(owner.stdout.readline())
+    try:
+        with pytest.raises(ClaimedElsewhere):
+            Claim(record, wait=False)
+        owner.kill()
+        owner.wait()
+        os.kill(child, 0)  # the orphan lives on
+        with Claim(record, wait=False):  # and does not hold the dead owner's claim
+            pass
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_a_deferred_item_goes_after_the_queued_items_of_its_model() -> None:
