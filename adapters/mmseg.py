@@ -1,7 +1,8 @@
 """A training-free zero-shot segmentor registered in mmseg's ``MODELS``: any Encoder's dense features vs text.
 
-Per image: all slide windows go through ``encode_dense`` in one forward; cosine logits x logit scale at patch
-resolution; then upsampling to each window, stitching (overlaps averaged, as mmseg's ``slide_inference``) and
+The slide windows of all images of a test batch go through ``encode_dense`` together (one forward per window
+size, in chunks of ``max_windows_per_forward``); per image, cosine logits x logit scale at patch resolution; then
+upsampling to each window, stitching (overlaps averaged, as mmseg's ``slide_inference``) and
 resizing to the original image shape, all bilinear with ``align_corners=False``. Those steps are linear and
 separable per axis, so they are applied as two small matrix products per image (exactly the same maps up to
 float rounding) instead of full-resolution interpolations per window.
@@ -35,7 +36,7 @@ from adapters.encoder import DENSE_MODES, Encoder
 from silc.errors import UserError
 from silc.kernel import resolve_templates
 
-_CHUNK_ELEMENTS = 1 << 23  # row chunks of the full-resolution logits stay under 32 MB (float32)
+_CHUNK_ELEMENTS = 1 << 20  # row chunks of the full-resolution logits: 4 MB (float32), cache-sized
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -231,16 +232,17 @@ class ZeroShotSegmentor(BaseSegmentor):
         device = self.encoder.device
         images = [inputs[i, :, :h, :w].to(device) for i, (h, w) in enumerate(img_shapes)]
         per_image = [self._windows(image) for image in images]
-        if len({tuple(w.shape) for w, _, _ in per_image}) == 1:
-            feats = self._encode(torch.cat([w for w, _, _ in per_image])).split(
-                [len(w) for w, _, _ in per_image]
-            )
-        else:
-            feats = [self._encode(w) for w, _, _ in per_image]
+        by_size: dict[tuple[int, ...], list[int]] = {}  # images whose windows have one size share forwards
+        for i, (windows, _, _) in enumerate(per_image):
+            by_size.setdefault(tuple(windows.shape[1:]), []).append(i)
+        feats: dict[int, Tensor] = {}
+        for members in by_size.values():
+            encoded = self._encode(torch.cat([per_image[i][0] for i in members]))
+            feats.update(zip(members, encoded.split([len(per_image[i][0]) for i in members]), strict=True))
         queries = self.queries.to(device=device, dtype=feats[0].dtype)
         grids = []
-        for f, (_, rows, cols) in zip(feats, per_image, strict=True):
-            logits = torch.einsum("ndhw,qd->nqhw", f, queries).float() * self.logit_scale
+        for i, (_, rows, cols) in enumerate(per_image):
+            logits = torch.einsum("ndhw,qd->nqhw", feats[i], queries).float() * self.logit_scale
             _, q, ch, cw = logits.shape
             grids.append(
                 logits.view(rows, cols, q, ch, cw).permute(2, 0, 3, 1, 4).reshape(q, rows * ch, cols * cw)
@@ -252,23 +254,27 @@ class ZeroShotSegmentor(BaseSegmentor):
     def _row_chunks(
         self, grid: Tensor, size: tuple[int, int], out_size: tuple[int, int]
     ) -> Iterator[tuple[slice, Tensor, Tensor]]:
-        """Yield ``(rows, class logits [C, r, W0], query logits [Q, r, W0])`` of the image resized to
-        ``out_size``, in row chunks of bounded memory."""
+        """Yield ``(rows, class logits [r, W0, C], query logits [r, W0, Q])`` of the image resized to
+        ``out_size``, in row chunks that stay in cache; classes innermost, so that the per-pixel max over them
+        reads contiguous memory (a max with indices over an outer dimension is several times slower on CPU)."""
         patch = self.encoder.patch_size
         op_y = axis_operator(size[0], out_size[0], self.crop_size, self.stride, patch).to(grid.device)
         op_x = axis_operator(size[1], out_size[1], self.crop_size, self.stride, patch).to(grid.device)
-        across = torch.matmul(grid, op_x.T)  # [Q, rows*cells_h, W0]
-        step = max(1, _CHUNK_ELEMENTS // (grid.shape[0] * out_size[1]))
+        across = torch.matmul(grid, op_x.T).permute(1, 2, 0).contiguous()  # [rows*cells_h, W0, Q]
+        queries = grid.shape[0]
+        step = max(1, _CHUNK_ELEMENTS // (queries * out_size[1]))
         owner = self.query_owner.to(grid.device)
         for top in range(0, out_size[0], step):
             rows = slice(top, min(top + step, out_size[0]))
             block = op_y[rows]
             used = block.any(dim=0).nonzero().squeeze(1)  # the few grid rows these output rows blend
-            query_logits = torch.matmul(block[:, used], across[:, used])
+            query_logits = torch.matmul(block[:, used], across[used].flatten(1)).view(
+                -1, out_size[1], queries
+            )
             if self.has_synonyms:
-                class_logits = query_logits.new_empty((self.num_classes, *query_logits.shape[1:]))
-                index = owner.view(-1, 1, 1).expand_as(query_logits)
-                class_logits.scatter_reduce_(0, index, query_logits, "amax", include_self=False)
+                class_logits = query_logits.new_empty((*query_logits.shape[:2], self.num_classes))
+                index = owner.expand_as(query_logits)
+                class_logits.scatter_reduce_(2, index, query_logits, "amax", include_self=False)
             else:
                 class_logits = query_logits
             yield rows, class_logits, query_logits
@@ -277,9 +283,9 @@ class ZeroShotSegmentor(BaseSegmentor):
         """``[H0, W0]`` class indices (background threshold applied when set)."""
         labels = torch.empty(out_size, dtype=torch.long, device=grid.device)
         for rows, class_logits, query_logits in self._row_chunks(grid, size, out_size):
-            best, labels[rows] = class_logits.max(dim=0)
+            best, labels[rows] = class_logits.max(dim=2)
             if self.bg_threshold is not None:
-                top_prob = torch.exp(best - torch.logsumexp(query_logits, dim=0))
+                top_prob = torch.exp(best - torch.logsumexp(query_logits, dim=2))
                 labels[rows][top_prob < self.bg_threshold] = self.bg_index
         return labels
 
@@ -287,7 +293,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         """Per image ``[C, H0, W0]`` class logits (max over synonyms) resized to ``out_sizes``."""
         grids = self.grid_logits(inputs, img_shapes)
         return [
-            torch.cat([c for _, c, _ in self._row_chunks(g, tuple(s), tuple(o))], dim=1)
+            torch.cat([c for _, c, _ in self._row_chunks(g, tuple(s), tuple(o))]).permute(2, 0, 1)
             for g, s, o in zip(grids, img_shapes, out_sizes, strict=True)
         ]
 

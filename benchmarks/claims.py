@@ -32,6 +32,10 @@ class ClaimedElsewhere(Exception):
         self.record = record
         self.owner = owner
 
+    def __reduce__(self) -> tuple:
+        """Pickled with its arguments (torchrun's rank 0 hands it to the other ranks)."""
+        return ClaimedElsewhere, (self.record, self.owner)
+
 
 def claim_path(record: Path) -> Path:
     """The claim file of a record: ``.<record name>.claim`` in its folder."""

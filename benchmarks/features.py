@@ -8,14 +8,15 @@ detected on read, removed and recomputed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+import time
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from adapters.encoder import Encoder
-from benchmarks.options import HarnessOptions
+from benchmarks.decode import TensorDecode, TensorTransform
+from benchmarks.options import DECODES, DEFAULT_DECODE, HarnessOptions
+from benchmarks.placement import DecodePlacement
 from benchmarks.readers.images import (
     BadImage,
     ImageRef,
@@ -36,6 +39,7 @@ from benchmarks.readers.images import (
     settle_bad_images,
     unit_ids,
 )
+from silc.errors import UserError
 from silc.io import atomic_write_bytes
 from silc.kernel import autocast
 from silc.kernel import resolve_precision as kernel_resolve_precision
@@ -125,9 +129,14 @@ def _tensor_sha256(t: torch.Tensor) -> str:
 
 class ImageDataset(Dataset):
     """``refs[i]`` decoded and passed through ``transform``; yields ``(tensor, i, None)``, or ``(None, i, why)``
-    for an image that does not decode (:class:`BadImage`), so that a run can name every bad image at once."""
+    for an image that does not decode (:class:`BadImage`), so that a run can name every bad image at once. Read it
+    inside :func:`bomb_warnings_silenced` (entered by the thread that starts the decoding threads, and in each
+    loader process by :func:`silence_bomb_warnings`). A :class:`TensorDecode` transform takes the ref itself
+    (``decode: tensor``: it reads and decodes the bytes its own way)."""
 
-    def __init__(self, refs: Sequence[ImageRef], transform: Callable[[Image.Image], torch.Tensor]):
+    def __init__(
+        self, refs: Sequence[ImageRef], transform: Callable[[Image.Image], torch.Tensor] | TensorDecode
+    ):
         self.refs = list(refs)
         self.transform = transform
 
@@ -136,11 +145,18 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str | None]:
         try:
-            with bomb_warnings_silenced():  # a loader worker, or the main thread with --workers 0
-                image = self.refs[i].open()
+            if isinstance(self.transform, TensorDecode):
+                return self.transform(self.refs[i]), i, None
+            image = self.refs[i].open()
         except BadImage as e:
             return None, i, str(e)
         return self.transform(image), i, None
+
+
+def silence_bomb_warnings(worker_id: int) -> None:
+    """A loader process's ``worker_init_fn``: PIL's decompression-bomb warning off for the process's life (the
+    reader refuses those images itself)."""
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
 def collate_decoded(
@@ -166,19 +182,27 @@ class Features:
 
 @dataclass
 class EncodeSettings:
-    """How to run the encoder: resolved precision, batching, loader workers, and the cache."""
+    """How to run the encoder: resolved precision, batching, loader workers, the cache, and how images become
+    pixels (``decode``: benchmarks/decode.py)."""
 
     precision: str
     batch_size: int = 64
     workers: int = 2
     cache: FeatureCache | None = None
+    decode: str = DEFAULT_DECODE
 
 
 def image_parts(
-    encoder: Encoder, refs: Sequence[ImageRef], root: str | Path, precision: str, mode: str | None = None
+    encoder: Encoder,
+    refs: Sequence[ImageRef],
+    root: str | Path,
+    precision: str,
+    mode: str | None = None,
+    decode: str = DEFAULT_DECODE,
 ) -> dict[str, Any]:
-    """The cache key parts of an image set: weights, data (stat fingerprint), transform, dense mode, precision."""
-    return {
+    """The cache key parts of an image set: weights, data (stat fingerprint), transform, dense mode, precision,
+    and the decode path when it is not the default (with the device type: nvJPEG's pixels are not libjpeg's)."""
+    parts = {
         "kind": "image",
         "weights": encoder.fingerprint,
         "data": data_fingerprint(refs, root),
@@ -187,6 +211,9 @@ def image_parts(
         "mode": mode or "global",
         "precision": precision,
     }
+    if decode != DEFAULT_DECODE:
+        parts["decode"] = f"{decode}:{encoder.device.type}"
+    return parts
 
 
 def encode_images(
@@ -202,18 +229,24 @@ def encode_images(
 
     Images that do not decode stop the run with one line naming all of them, unless ``allow_bad``: then they come
     back in ``Features.bad`` for the harness to settle (:func:`settle_bad_images`). Features with bad rows are
-    never cached, so that a later run finds the bad images again."""
+    never cached, so that a later run finds the bad images again. Under torchrun the ranks encode consecutive
+    runs of the batches one process would (:mod:`benchmarks.sharding`) and every rank returns every row."""
+    from benchmarks import sharding
+
     cache = settings.cache or FeatureCache(None)
-    parts = image_parts(encoder, refs, root, settings.precision, mode)
-    cached = cache.load(parts)
+    parts = image_parts(encoder, refs, root, settings.precision, mode, settings.decode)
+    cached = sharding.everywhere(cache.load(parts))
     if cached is not None:
         log.info("%s: %d features from cache", desc, len(refs))
         return Features(cached, True, 0)
-    tensor, bad = _run_images(encoder, refs, settings, mode, desc)
+    mine = sharding.shard(len(refs), settings.batch_size)
+    part, part_bad = _run_images(encoder, refs[mine.start : mine.stop], settings, mode, desc)
+    tensor = sharding.gather_rows(part, len(refs))
+    bad = sharding.gather_dict({mine.start + i: why for i, why in part_bad.items()})
     if bad and not allow_bad:
         units = unit_ids(refs, root)
         settle_bad_images({units[i]: why for i, why in bad.items()}, root, False, len(refs) - len(bad))
-    if not bad:
+    if not bad and sharding.is_main():
         cache.save(parts, tensor)
     return Features(tensor, False, len(refs) - len(bad), bad)
 
@@ -245,59 +278,37 @@ def decoded_rows(
     return DecodedRows(rows, [units[i] for i in rows], skipped)
 
 
-def _loader(refs: Sequence[ImageRef], encoder: Encoder, settings: EncodeSettings) -> Iterator:
-    workers = max(0, int(settings.workers))
-    return iter(
-        DataLoader(
-            ImageDataset(refs, encoder.preprocess),
-            batch_size=settings.batch_size,
-            shuffle=False,
-            num_workers=workers,
-            collate_fn=collate_decoded,
-            pin_memory=encoder.device.type == "cuda",
-            prefetch_factor=4 if workers else None,
-        )
-    )
-
-
-@contextlib.contextmanager
-def _cpu_threads_beside_workers(device: torch.device, workers: int) -> Iterator[None]:
-    """On CPU, leave one core per loader worker: intra-op threads that outnumber the free cores spin against
-    the workers and can slow the encoder many times over."""
-    if device.type != "cpu" or workers <= 0:
-        yield
-        return
-    before = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, min(before, cores - workers)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _run_images(
     encoder: Encoder, refs: Sequence[ImageRef], settings: EncodeSettings, mode: str | None, desc: str
 ) -> tuple[torch.Tensor, dict[int, str]]:
-    """The features of ``refs`` (NaN rows for images that do not decode) and ``{index: why}`` of those."""
+    """The features of ``refs`` (NaN rows for images that do not decode) and ``{index: why}`` of those; where
+    decoding runs is chosen from measured costs (:mod:`benchmarks.placement`)."""
     out: torch.Tensor | None = None
     bad: dict[int, str] = {}
     device = encoder.device
-    n_batches = (len(refs) + settings.batch_size - 1) // settings.batch_size
+    decoder = TensorDecode(encoder.preprocess, device) if settings.decode != DEFAULT_DECODE else None
+    dataset = ImageDataset(refs, decoder or encoder.preprocess)
+    collate = decoder.collate if decoder else collate_decoded
+    placement = DecodePlacement(
+        dataset, settings.batch_size, device, settings.workers, collate, silence_bomb_warnings
+    )
     with (
+        bomb_warnings_silenced(),
         torch.inference_mode(),
         autocast(settings.precision, device),
-        _cpu_threads_beside_workers(device, settings.workers),
+        tqdm(total=len(refs), desc=desc, unit="img", disable=None) as bar,
     ):
-        for x, idx, failed in tqdm(
-            _loader(refs, encoder, settings), total=n_batches, desc=desc, unit="batch", disable=None
-        ):
+        for batch in placement.batches():
+            x, idx, failed = decoder.finish(*batch) if decoder else batch  # decode: tensor ends on the device
             bad.update(failed)
+            bar.update(len(idx) + len(failed))
             if x is None:
                 continue
+            start = time.perf_counter()
             x = x.to(device, non_blocking=True)
             f = encoder.encode_image(x) if mode is None else encoder.encode_dense(x, mode)
             f = F.normalize(f.float(), dim=1).cpu()
+            placement.encoded(len(idx), time.perf_counter() - start)
             if out is None:
                 out = torch.full((len(refs), *f.shape[1:]), float("nan"), dtype=torch.float32)
             out[idx] = f
@@ -307,7 +318,10 @@ def _run_images(
 def encode_texts(
     encoder: Encoder, texts: Sequence[str], settings: EncodeSettings, desc: str = "texts"
 ) -> Features:
-    """Normalised text embeddings ``[N, D]`` of ``texts`` in order, from the cache when present."""
+    """Normalised text embeddings ``[N, D]`` of ``texts`` in order, from the cache when present (under torchrun
+    the ranks encode consecutive runs of the chunks and every rank returns every row)."""
+    from benchmarks import sharding
+
     cache = settings.cache or FeatureCache(None)
     parts = {
         "kind": "text",
@@ -316,35 +330,47 @@ def encode_texts(
         "count": len(texts),
         "precision": settings.precision,
     }
-    cached = cache.load(parts)
+    cached = sharding.everywhere(cache.load(parts))
     if cached is not None:
         return Features(cached, True, 0)
     chunk = max(settings.batch_size, 256)
+    mine = sharding.shard(len(texts), chunk)
     outs = []
     with torch.inference_mode(), autocast(settings.precision, encoder.device):
-        for start in tqdm(range(0, len(texts), chunk), desc=desc, unit="batch", disable=None):
-            tokens = encoder.tokenize(list(texts[start : start + chunk])).to(encoder.device)
+        for start in tqdm(range(mine.start, mine.stop, chunk), desc=desc, unit="batch", disable=None):
+            tokens = encoder.tokenize(list(texts[start : min(start + chunk, mine.stop)])).to(encoder.device)
             outs.append(F.normalize(encoder.encode_text(tokens).float(), dim=-1).cpu())
-    tensor = torch.cat(outs) if outs else torch.empty(0, encoder.embed_dim)
-    cache.save(parts, tensor)
+    tensor = sharding.gather_rows(torch.cat(outs) if outs else torch.empty(0, encoder.embed_dim), len(texts))
+    if sharding.is_main():
+        cache.save(parts, tensor)
     return Features(tensor, False, len(texts))
 
 
-def settings_from_options(options: HarnessOptions, precision: str, batch_size: int = 64) -> EncodeSettings:
+def settings_from_options(
+    options: HarnessOptions, precision: str, batch_size: int = 64, decode: str = DEFAULT_DECODE
+) -> EncodeSettings:
     """Encode settings from harness options (``batch_size`` else the harness's ``batch_size``, ``workers``,
-    ``cache_dir``, ``no_cache``)."""
+    ``cache_dir``, ``no_cache``) and the pinned protocol's ``precision`` and ``decode``."""
     cache_dir = None if options.no_cache else (options.cache_dir or default_cache_dir())
     return EncodeSettings(
         precision=precision,
         batch_size=options.batch_size or batch_size,
         workers=options.workers if options.workers is not None else min(4, os.cpu_count() or 1),
         cache=FeatureCache(cache_dir),
+        decode=decode,
     )
 
 
 def pin_encoding(protocol: dict[str, Any], encoder: Encoder) -> dict[str, Any]:
-    """Fix the model-dependent knobs of a protocol: the eval transform's description and the resolved precision."""
+    """Fix the model-dependent knobs of a protocol: the eval transform's description, the resolved precision, and
+    ``decode`` when it is not the default ``pil`` (so records of the default path keep their protocol hash)."""
     pinned = dict(protocol)
     pinned["transform"] = describe_transform(encoder.preprocess)
     pinned["precision"] = resolve_precision(protocol.get("precision", "auto"), encoder.device)
+    decode = pinned.pop("decode", DEFAULT_DECODE)
+    if decode not in DECODES:
+        raise UserError(f"decode {decode!r}: expected one of {', '.join(DECODES)}")
+    if decode != DEFAULT_DECODE:
+        TensorTransform(encoder.preprocess)  # an eval transform without a tensor form stops here, in one line
+        pinned["decode"] = decode
     return pinned

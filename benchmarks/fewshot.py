@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.identity import PublicDataset, imagenet_differences
-from benchmarks.options import HarnessOptions, option
+from benchmarks.options import DECODE_HELP, DECODES, DEFAULT_DECODE, HarnessOptions, option
 from benchmarks.readers.classification import (
     ClassificationData,
     ClassMeta,
@@ -87,6 +87,7 @@ class FewShotOptions(HarnessOptions):
     train_split: str | None = option(None, "split the shots come from (default: train)", knob=True)
     val_split: str | None = option(None, "split scored (default: val)", knob=True)
     precision: str | None = option(None, "fp32 or autocast", knob=True, choices=PRECISIONS)
+    decode: str | None = option(None, DECODE_HELP, knob=True, choices=DECODES)
 
 
 class FewShotLinearProbe(Harness):
@@ -119,6 +120,7 @@ class FewShotLinearProbe(Harness):
             "features": "global-l2-normalised",
             "transform": "model-eval",
             "precision": "auto",
+            "decode": "pil",  # recorded only when not pil (benchmarks/decode.py)
         },
     }
 
@@ -183,7 +185,9 @@ class FewShotLinearProbe(Harness):
                 f"{data_root}: {protocol['train_split']} has {len(train.meta.classnames)} classes, "
                 f"{protocol['val_split']} has {len(val.meta.classnames)}"
             )
-        settings = settings_from_options(options, protocol["precision"])
+        settings = settings_from_options(
+            options, protocol["precision"], decode=protocol.get("decode", DEFAULT_DECODE)
+        )
         shots, chosen, train_feats, bad_train = _draw_and_encode_shots(
             encoder, train, protocol, settings, options.skip_bad_images
         )

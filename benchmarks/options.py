@@ -14,6 +14,14 @@ from typing import Any
 
 from silc.errors import UserError
 
+# How evaluation images become pixels (protocol knob ``decode``, benchmarks/decode.py): ``pil`` is clip_benchmark's.
+DECODES = ("pil", "tensor")
+DEFAULT_DECODE = "pil"
+DECODE_HELP = (
+    "how images become pixels: pil (PIL, clip_benchmark's pixels; the default) or tensor (torchvision decode_jpeg "
+    "on the encoder's device, nvJPEG on CUDA, then the eval transform on tensors: within 1-2 levels of pil's)"
+)
+
 
 def option(
     default: Any,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.identity import FLICKR30K_CAPTIONS, FLICKR30K_FILE, FLICKR30K_TEST_IMAGES, PublicDataset
-from benchmarks.options import HarnessOptions, option
+from benchmarks.options import DECODE_HELP, DECODES, DEFAULT_DECODE, HarnessOptions, option
 from benchmarks.readers.karpathy import entry_fields, find_annotation_file, load, read_karpathy
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
@@ -40,6 +40,7 @@ class RetrievalOptions(HarnessOptions):
     split: str | None = option(None, "Karpathy split (protocol default: test)", knob=True)
     recall_k: list[int] | None = option(None, "k values for recall@k", knob=True)
     precision: str | None = option(None, "fp32 or autocast", knob=True, choices=PRECISIONS)
+    decode: str | None = option(None, DECODE_HELP, knob=True, choices=DECODES)
     image_dir: str | None = option(None, "folder holding the images (default: found under --data)")
 
 
@@ -81,6 +82,7 @@ class Retrieval(Harness):
             "recall_k": [1, 5, 10],
             "transform": "model-eval",
             "precision": "auto",
+            "decode": "pil",  # recorded only when not pil (benchmarks/decode.py)
         },
     }
 
@@ -123,7 +125,9 @@ class Retrieval(Harness):
         data = read_karpathy(data_root, protocol["split"], image_dir=options.image_dir)
         if not any(data.captions):
             raise UserError(f"{data.annotation_file}: the {data.split!r} images have no captions")
-        settings = settings_from_options(options, protocol["precision"])
+        settings = settings_from_options(
+            options, protocol["precision"], decode=protocol.get("decode", DEFAULT_DECODE)
+        )
         images = encode_images(
             encoder, data.refs, data.root, settings, desc=f"{self.name} {data.split}", allow_bad=True
         )

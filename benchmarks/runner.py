@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks import claims
+from benchmarks import claims, sharding
 from benchmarks.options import HarnessOptions
 from benchmarks.records import (
     ResultRecord,
@@ -43,24 +43,19 @@ def run_harness(
 
     The record is computed under its claim, so concurrent runs on one results folder compute it once: a record
     another process is computing is waited for and reused (``wait=False``: raise ``ClaimedElsewhere`` instead).
-    The harness gets its typed options and one artefacts folder next to the record for any other files."""
+    The harness gets its typed options and one artefacts folder next to the record for any other files.
+
+    Under torchrun every rank calls this with the same arguments: rank 0 alone looks at the results folder (the
+    record, its claim) and its decision is every rank's; the ranks evaluate together (each encodes its share of
+    the images) and rank 0 writes the record, which every rank returns."""
     options = harness.parse_options(options)
     protocol = harness.pin_protocol(protocol, encoder, Path(data_root))
     path = record_path(results_dir, encoder.name, harness.name, protocol_name, protocol)
     data_root = Path(data_root)
-    if path.exists() and not rerun:
-        claims.clear_stale(path)
-        return _reuse(path, encoder, data_root)
+    held: list[claims.Claim] = []  # rank 0's claim on the record
     try:
-        claim = claims.Claim(path, wait=False)
-    except claims.ClaimedElsewhere as e:
-        if not wait:
-            raise
-        log.info("%s; waiting for it", e)
-        claim = claims.Claim(path)
-    with claim:
-        if path.exists() and not rerun:  # written by the process that held the claim
-            return _reuse(path, encoder, data_root)
+        if sharding.on_main(lambda: _decide(path, rerun, wait, held)) == REUSE:
+            return sharding.on_main(lambda: _reuse(path, encoder, data_root))
         return _evaluate(
             harness,
             encoder,
@@ -72,6 +67,30 @@ def run_harness(
             path,
             dataset_identity or {},
         )
+    finally:
+        for claim in held:
+            claim.release()
+
+
+REUSE, COMPUTE = "reuse", "compute"
+
+
+def _decide(path: Path, rerun: bool, wait: bool, held: list[claims.Claim]) -> str:
+    """``REUSE`` the record at ``path``, or ``COMPUTE`` it under its claim (appended to ``held``); a record
+    another process is computing is waited for (``wait=False``: raise ``ClaimedElsewhere``)."""
+    if path.exists() and not rerun:
+        claims.clear_stale(path)
+        return REUSE
+    try:
+        held.append(claims.Claim(path, wait=False))
+    except claims.ClaimedElsewhere as e:
+        if not wait:
+            raise
+        log.info("%s; waiting for it", e)
+        held.append(claims.Claim(path))
+        if path.exists() and not rerun:  # written by the process that held the claim
+            return REUSE
+    return COMPUTE
 
 
 def _reuse(path: Path, encoder: Encoder, data_root: Path) -> tuple[ResultRecord, Path, bool]:
@@ -93,34 +112,39 @@ def _evaluate(
     path: Path,
     dataset_identity: dict[str, Any],
 ) -> tuple[ResultRecord, Path, bool]:
-    """Run the harness and write its record (the caller holds the record's claim)."""
+    """Run the harness (on every rank) and write its record (rank 0, which holds the record's claim)."""
     start = time.perf_counter()
     ev = harness.evaluate(encoder, data_root, protocol, options, artefacts_dir(path))
     wall = time.perf_counter() - start
-    metrics_ci, uncertainty = _intervals(harness, ev, artefacts_dir(path), options.bootstrap)
-    record = ResultRecord(
-        model=encoder.name,
-        spec=encoder.spec,
-        fingerprint=encoder.fingerprint,
-        benchmark=harness.name,
-        protocol_name=protocol_name,
-        protocol=protocol,
-        dataset_root=str(data_root.resolve()),
-        split=ev.split,
-        num_samples=ev.num_samples,
-        metrics=ev.metrics,
-        wall_time_s=round(wall, 3),
-        images_per_s=round(ev.images_processed / wall, 3) if wall > 0 else 0.0,
-        extra=ev.extra,
-        versions=software_versions(),
-        metrics_ci=metrics_ci,
-        uncertainty=uncertainty,
-        skipped_images=list(ev.skipped_images),
-        dataset_identity=dataset_identity,
-    )
-    path = write_record(results_dir, record)
-    log.info("wrote %s", path)
-    return record, path, True
+
+    def write() -> tuple[ResultRecord, Path]:
+        metrics_ci, uncertainty = _intervals(harness, ev, artefacts_dir(path), options.bootstrap)
+        record = ResultRecord(
+            model=encoder.name,
+            spec=encoder.spec,
+            fingerprint=encoder.fingerprint,
+            benchmark=harness.name,
+            protocol_name=protocol_name,
+            protocol=protocol,
+            dataset_root=str(data_root.resolve()),
+            split=ev.split,
+            num_samples=ev.num_samples,
+            metrics=ev.metrics,
+            wall_time_s=round(wall, 3),
+            images_per_s=round(ev.images_processed / wall, 3) if wall > 0 else 0.0,
+            extra=ev.extra,
+            versions=software_versions(),
+            metrics_ci=metrics_ci,
+            uncertainty=uncertainty,
+            skipped_images=list(ev.skipped_images),
+            dataset_identity=dataset_identity,
+        )
+        written = write_record(results_dir, record)
+        log.info("wrote %s", written)
+        return record, written
+
+    record, written = sharding.on_main(write)
+    return record, written, True
 
 
 def _intervals(

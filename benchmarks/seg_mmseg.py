@@ -63,14 +63,16 @@ class PascalVOC20Dataset(PascalVOCDataset):
 class PerClassIoUMetric(IoUMetric):
     """mmseg's IoUMetric (same mIoU/aAcc/mAcc, and in ``unrounded`` their values before its 2-decimal rounding)
     that also keeps per-class IoU/Acc in ``per_class``, the per-image areas it summed in ``per_image``
-    (:func:`per_image_areas`) with the images' paths in ``image_paths``, and fails with a UserError on ground-truth values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop
-    them) and on label maps whose size differs from their image's."""
+    (:func:`per_image_areas`) with the images' paths in ``image_paths``, and fails with a UserError on ground-truth
+    values outside ``[0, classes) + {ignore_index}`` (IoUMetric would drop them) and on label maps whose size
+    differs from their image's. Each result carries its image's path, so that under a distributed test loop
+    (each rank its images, mmengine's ``collect_results`` in dataset order) rank 0 knows every image's."""
 
     default_prefix = "seg"  # mmengine warns on every run when a metric has no prefix; run_config strips it
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.image_paths: list[str] = []  # of the images processed, in the order of ``results``
+        self.image_paths: list[str] = []  # of the images in ``results`` (set by ``compute_metrics``)
         self.per_image: dict[str, np.ndarray] = {}
         self.unrounded: dict[str, float] = {}
 
@@ -93,13 +95,18 @@ class PerClassIoUMetric(IoUMetric):
                     f"ignore index {self.ignore_index})"
                 )
         super().process(data_batch, data_samples)
-        if not self.format_only:
-            self.image_paths.extend(str(sample.get("img_path", "")) for sample in data_samples)
+        if not self.format_only:  # IoUMetric appended one areas tuple per sample: add the sample's path
+            added = self.results[len(self.results) - len(data_samples) :]
+            self.results[len(self.results) - len(data_samples) :] = [
+                (*areas, str(sample.get("img_path", "")))
+                for areas, sample in zip(added, data_samples, strict=True)
+            ]
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         # mmengine clears ``results`` after this call: keep the per-image areas (the per-sample outcomes)
+        self.image_paths = [result[-1] for result in results]
+        results = [result[:-1] for result in results]
         self.per_image = per_image_areas(results)
-        self.image_paths = self.image_paths[: len(results)]
         metrics = super().compute_metrics(results)
         intersect, union, pred_area, label_area = (sum(column) for column in zip(*results, strict=True))
         per_class = self.total_area_to_metrics(
@@ -139,24 +146,42 @@ def per_image_areas(results: list) -> dict[str, np.ndarray]:
 
 @HOOKS.register_module()
 class SegPanelHook(Hook):
-    """Write the first ``count`` test images as ``image | ground truth | prediction`` PNGs with a legend."""
+    """Keep the ground truth and prediction of the first ``count`` test images (by dataset position, whichever rank
+    runs them) in ``panels``, for :func:`write_panels`."""
 
-    def __init__(self, out_dir: str, count: int, max_legend: int = 24) -> None:
-        self.out_dir = Path(out_dir)
+    def __init__(self, count: int) -> None:
         self.count = count
-        self.max_legend = max_legend
-        self.written: list[Path] = []
+        # (dataset position, image path, ground truth, prediction)
+        self.panels: list[tuple[int, str, np.ndarray, np.ndarray]] = []
+        self._positions: dict[str, int] | None = None
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        meta = runner.test_dataloader.dataset.metainfo
+        if self._positions is None:
+            dataset = runner.test_dataloader.dataset
+            first = range(min(self.count, len(dataset)))
+            self._positions = {dataset.get_data_info(i)["img_path"]: i for i in first}
         for sample in outputs or []:
-            if len(self.written) >= self.count:
-                return
-            path = self.out_dir / f"{len(self.written):03d}_{Path(sample.img_path).stem}.png"
-            gt = sample.gt_sem_seg.data[0].cpu().numpy()
-            pred = sample.pred_sem_seg.data[0].cpu().numpy()
-            render_panel(path, sample.img_path, gt, pred, meta["classes"], meta["palette"], self.max_legend)
-            self.written.append(path)
+            position = self._positions.get(sample.img_path)
+            if position is not None:
+                gt = sample.gt_sem_seg.data[0].cpu().numpy()
+                pred = sample.pred_sem_seg.data[0].cpu().numpy()
+                self.panels.append((position, sample.img_path, gt, pred))
+
+
+def write_panels(
+    panels: list[tuple[int, str, np.ndarray, np.ndarray]],
+    out_dir: Path,
+    classes,
+    palette,
+    max_legend: int = 24,
+) -> list[Path]:
+    """``<position>_<image stem>.png`` in ``out_dir`` for each of :class:`SegPanelHook`'s ``panels`` (of every
+    rank), in dataset order: image | ground truth | prediction (:func:`render_panel`)."""
+    unique = {position: rest for position, *rest in panels}  # mmengine's sampler may pad a rank with repeats
+    return [
+        render_panel(out_dir / f"{p:03d}_{Path(path).stem}.png", path, gt, pred, classes, palette, max_legend)
+        for p, (path, gt, pred) in sorted(unique.items())
+    ]
 
 
 def render_panel(

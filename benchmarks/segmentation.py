@@ -310,14 +310,19 @@ def images_per_batch(protocol: dict[str, Any], windows: int, most: int = 16) -> 
 
 
 def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | None = None):
-    """``Runner.test()`` on ``cfg`` with an already built ``model``; returns (metrics without prefix, runner)."""
+    """``Runner.test()`` on ``cfg`` with an already built ``model``; returns (metrics without prefix, runner).
+
+    Under torchrun mmengine's test loop is distributed by the default process group: its sampler gives each rank
+    every world-size-th image (here without padding repeats) and the metric's results are collected on rank 0
+    in dataset order, through the process group (not a folder in the working directory that all ranks share)."""
     from mmengine.runner import Runner
 
+    loader = cfg["test_dataloader"]
     runner = Runner(
         model=model,
         work_dir=str(work_dir),
-        test_dataloader=cfg["test_dataloader"],
-        test_evaluator=cfg["test_evaluator"],
+        test_dataloader={**loader, "sampler": {**loader["sampler"], "round_up": False}},
+        test_evaluator={**cfg["test_evaluator"], "collect_device": "gpu"},  # mmengine's name for it
         test_cfg=cfg["test_cfg"],
         default_scope=cfg["default_scope"],
         custom_hooks=hooks or [],
@@ -457,8 +462,9 @@ class SegADE20K(Harness):
         import adapters.mmseg  # noqa: F401  (registers ZeroShotSegmentor)
         import benchmarks.seg_mmseg  # noqa: F401  (registers datasets, metric, hook)
         from adapters.mmseg import ZeroShotSegmentor
+        from benchmarks import sharding
         from benchmarks.features import encode_texts, settings_from_options
-        from benchmarks.seg_mmseg import SegPanelHook
+        from benchmarks.seg_mmseg import SegPanelHook, write_panels
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         root = ade_root(data_root)
@@ -481,8 +487,10 @@ class SegADE20K(Harness):
             images_per_batch=images_per_batch(protocol, windows),
             output_dir=str(artefacts / "predictions") if options.save_predictions else None,
         )
-        if skipped:
-            cfg["test_dataloader"]["dataset"]["ann_file"] = subset_ann_file(artefacts, kept)
+        if skipped:  # written by rank 0, read by every rank
+            cfg["test_dataloader"]["dataset"]["ann_file"] = sharding.on_main(
+                lambda: subset_ann_file(artefacts, kept)
+            )
         settings = settings_from_options(options, "fp32")  # prompt embeddings come from the shared cache
         start = time.perf_counter()
         model = ZeroShotSegmentor(
@@ -491,12 +499,19 @@ class SegADE20K(Harness):
             text_embedder=lambda texts: encode_texts(encoder, texts, settings, desc="prompts").tensor,
         )
         text_s = time.perf_counter() - start
-        hooks = [SegPanelHook(str(artefacts / "visualize"), options.visualize)] if options.visualize else []
+        hooks = [SegPanelHook(options.visualize)] if options.visualize else []
         with tempfile.TemporaryDirectory(prefix="silc-seg-") as work_dir:
             start = time.perf_counter()
             metrics, runner = run_config(cfg, model, work_dir, hooks)
             loop_s = time.perf_counter() - start
-        metric = runner.test_evaluator.metrics[0]
+        # under torchrun each rank ran its share of the images: their panels and counts are gathered
+        panels = (
+            [panel for part in sharding.gather_objects(hooks[0].panels) for panel in part] if hooks else None
+        )
+        counted = sharding.gather_objects({key: model.timing[key] for key in ("images", "windows")})
+        timing = {**model.timing, **{key: sum(part[key] for part in counted) for key in counted[0]}}
+        # rank 0's metric holds every image's areas (mmengine collects them there): every rank takes a copy
+        metric = sharding.on_main(lambda: runner.test_evaluator.metrics[0])
         names = [synonyms[0] for synonyms in classes]
         outcomes = seg_outcomes(metric, root, names)
         if len(outcomes.units) != len(kept):
@@ -510,17 +525,21 @@ class SegADE20K(Harness):
             "per_class_pixels": dict(zip(names, per_class["pixels"], strict=True)),
             "iou_metric_rounded": {key: float(metrics[key]) for key in ("mIoU", "aAcc", "mAcc")},
             "mmseg_config": cfg,
-            "timing": run_timing(model.timing, check_s=check_s, text_s=text_s, loop_s=loop_s),
+            "timing": run_timing(timing, check_s=check_s, text_s=text_s, loop_s=loop_s),
         }
-        if hooks:
-            extra["visualizations"] = [str(p) for p in hooks[0].written]
+        if panels is not None:  # of every rank, drawn by rank 0
+            meta = runner.test_dataloader.dataset.metainfo
+            written = sharding.on_main(
+                lambda: write_panels(panels, artefacts / "visualize", meta["classes"], meta["palette"])
+            )
+            extra["visualizations"] = [str(p) for p in written]
         if options.save_predictions:
             extra["predictions_dir"] = str(artefacts / "predictions")
         return Evaluation(
             metrics={key: metric.unrounded[key] for key in ("mIoU", "aAcc", "mAcc")},
             split=protocol["split"],
             num_samples=len(kept),
-            images_processed=model.timing["images"],
+            images_processed=timing["images"],
             extra=extra,
             outcomes=outcomes,
             skipped_images=skipped,

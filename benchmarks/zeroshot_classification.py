@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.identity import PublicDataset, imagenet_differences
-from benchmarks.options import HarnessOptions, option
+from benchmarks.options import DECODE_HELP, DECODES, DEFAULT_DECODE, HarnessOptions, option
 from benchmarks.readers.classification import TEMPLATE_CHOICES, read_class_meta, read_classification
 from benchmarks.registry import Evaluation, Harness, register
 from silc.errors import UserError
@@ -34,6 +34,7 @@ class ZeroShotOptions(HarnessOptions):
     split: str | None = option(None, "dataset split folder (protocol default: val)", knob=True)
     templates: str | None = option(None, "prompt source", knob=True, choices=TEMPLATE_CHOICES)
     precision: str | None = option(None, "fp32 or autocast", knob=True, choices=PRECISIONS)
+    decode: str | None = option(None, DECODE_HELP, knob=True, choices=DECODES)
 
 
 class ZeroShotClassification(Harness):
@@ -57,6 +58,7 @@ class ZeroShotClassification(Harness):
             "top_k": [1, 5],
             "transform": "model-eval",
             "precision": "auto",  # fp32 on CPU, fp16 autocast on CUDA
+            "decode": "pil",  # recorded only when not pil (benchmarks/decode.py)
         },
         "openai-templates": {
             "split": "val",
@@ -65,6 +67,7 @@ class ZeroShotClassification(Harness):
             "top_k": [1, 5],
             "transform": "model-eval",
             "precision": "auto",
+            "decode": "pil",
         },
     }
 
@@ -102,7 +105,9 @@ class ZeroShotClassification(Harness):
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
         data = read_classification(data_root, protocol["split"], protocol["templates"])
-        settings = settings_from_options(options, protocol["precision"])
+        settings = settings_from_options(
+            options, protocol["precision"], decode=protocol.get("decode", DEFAULT_DECODE)
+        )
         classnames = data.meta.classnames
         prompts = class_prompts(classnames, data.meta.template_set())
         text = encode_texts(encoder, prompts, settings, desc="prompts")

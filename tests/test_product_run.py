@@ -1,4 +1,4 @@
-"""``silc-bench run`` orchestration: records per (model x entry), skipping, resuming, errors, torchrun split."""
+"""``silc-bench run`` orchestration: records per (model x entry), skipping, resuming, errors, torchrun."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 
 from benchmarks.records import read_records
-from silc_bench.app.suite_run import WorkItem, split_work
 from silc_bench.cli import main
 from tests.product_harness import CALLS_ENV, INTERRUPT_ENV
 
@@ -80,13 +79,6 @@ def error_line(capsys) -> str:
 
 def n_calls(env) -> int:
     return len(env["calls"].read_text().splitlines()) if env["calls"].exists() else 0
-
-
-def test_split_work_is_a_deterministic_partition() -> None:
-    items = [WorkItem(m, e) for m in range(3) for e in range(5)]
-    parts = [split_work(items, r, 4) for r in range(4)]
-    assert sorted((i.model, i.entry) for p in parts for i in p) == [(i.model, i.entry) for i in items]
-    assert parts == [split_work(items, r, 4) for r in range(4)]
 
 
 def test_run_writes_one_record_per_model_and_entry_then_skips(env, capsys) -> None:
@@ -177,45 +169,6 @@ def test_corrupt_existing_record_is_an_error(env, capsys) -> None:
     capsys.readouterr()
     assert main(env["args"]) == 2
     assert f"{victim}: not a readable result record" in error_line(capsys)
-
-
-@pytest.mark.slow
-def test_torchrun_gives_the_records_of_a_single_process(env) -> None:
-    driver = env["tmp"] / "driver.py"
-    driver.write_text(
-        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport tests.product_harness  # noqa: F401\n"
-        "from silc_bench.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    )
-    single = env["tmp"] / "single"
-    args = list(env["args"])
-    args[args.index("--results") + 1] = str(single)
-    assert main(args) == 0
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        str(driver),
-        *env["args"],
-        "--device",
-        "cpu",
-    ]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("| test-embed (long)") == 2  # rank 0 alone prints the table (2 models -> 2 rows)
-
-    def strip(path: Path) -> dict:
-        obj = json.loads(path.read_text())
-        return {k: v for k, v in obj.items() if k not in ("wall_time_s", "images_per_s")}
-
-    a = {p.relative_to(single): strip(p) for p in single.rglob("*.json")}
-    b = {p.relative_to(env["results"]): strip(p) for p in env["results"].rglob("*.json")}
-    assert len(a) == 4 and a == b
 
 
 def test_a_preflight_failure_stops_every_rank_with_exit_2(env) -> None:

@@ -83,7 +83,7 @@ def test_stitching_and_resize_equal_mmseg(size, out_size, crop, stride, patch):
     )
     grid = torch.stack([torch.cat([cells[(y, x)] for x in xs], dim=2) for y in ys], dim=1)
     grid = grid.reshape(channels, len(ys) * cells_h, len(xs) * cells_w)
-    ours = torch.cat([c for _, c, _ in seg._row_chunks(grid, size, out_size)], dim=1)
+    ours = torch.cat([c for _, c, _ in seg._row_chunks(grid, size, out_size)]).permute(2, 0, 1)
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
 
 
@@ -127,6 +127,26 @@ def test_batched_windows_equal_one_by_one(tiny_encoder):
     assert torch.equal(a.argmax(0), b.argmax(0))
 
 
+def test_windows_of_a_batch_share_forwards_across_images(tiny_encoder, monkeypatch):
+    """Images with different window counts (3x4 and 3x5 windows of 32 px) go through one forward together; an
+    image shorter than a window (its windows are 24 px high) gets its own; logits equal those of images alone."""
+    torch.manual_seed(3)
+    inputs = torch.randn(3, 3, 72, 128)
+    shapes = [(72, 104), (72, 128), (24, 40)]
+    seg = _segmentor(tiny_encoder, crop_size=32, stride=24)
+    calls: list[tuple[int, ...]] = []
+    encode = tiny_encoder.encode_dense
+    monkeypatch.setattr(
+        tiny_encoder, "encode_dense", lambda x, mode: calls.append(tuple(x.shape)) or encode(x, mode)
+    )
+    batched = seg.class_logits(inputs, shapes, shapes)
+    assert calls == [(12 + 15, 3, 32, 32), (2, 3, 24, 32)]
+    for i, shape in enumerate(shapes):
+        alone = seg.class_logits(inputs[i : i + 1], [shape], [shape])[0]
+        torch.testing.assert_close(batched[i], alone, atol=1e-4, rtol=1e-4)
+        assert torch.equal(batched[i].argmax(0), alone.argmax(0))
+
+
 def test_synonyms_take_the_max_and_threshold_sets_background():
     oracle = ColourOracle([["sky", "heaven"], ["grass"], ["water"]], [1, 2, 3], patch_size=4)
     seg = ZeroShotSegmentor(
@@ -135,10 +155,13 @@ def test_synonyms_take_the_max_and_threshold_sets_background():
     assert seg.num_classes == 3 and seg.has_synonyms and seg.query_owner.tolist() == [0, 0, 1, 2]
     grid = torch.randn(4, 3, 5)
     rows = list(seg._row_chunks(grid, (12, 20), (12, 20)))
-    class_logits = torch.cat([c for _, c, _ in rows], dim=1)
-    query_logits = torch.cat([q for _, _, q in rows], dim=1)
-    torch.testing.assert_close(class_logits[0], torch.maximum(query_logits[0], query_logits[1]))
-    torch.testing.assert_close(class_logits[1:], query_logits[2:])
+    class_logits = torch.cat([c for _, c, _ in rows])  # [H, W, classes]
+    query_logits = torch.cat([q for _, _, q in rows])  # [H, W, queries]
+    assert class_logits.shape == (12, 20, 3) and query_logits.shape == (12, 20, 4)
+    torch.testing.assert_close(
+        class_logits[..., 0], torch.maximum(query_logits[..., 0], query_logits[..., 1])
+    )
+    torch.testing.assert_close(class_logits[..., 1:], query_logits[..., 2:])
     # Probabilities are a softmax over all four queries: with logit scale 1 no class reaches 0.5 -> background.
     vague = ZeroShotSegmentor(encoder=oracle, class_names=[["sky", "heaven"], "grass", "water"],
                               templates="identity", logit_scale=1.0, bg_threshold=0.5, bg_index=2)  # fmt: skip

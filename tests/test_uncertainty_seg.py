@@ -178,7 +178,9 @@ def test_headline_metrics_are_iou_metric_values_before_its_rounding():
     unrounded, rounded = _mmseg_metrics(results, classes, rounded=False), _mmseg_metrics(results, classes)
     ours_metric = PerClassIoUMetric()
     ours_metric.dataset_meta = {"classes": [f"c{i}" for i in range(classes)]}
-    ours_metric.compute_metrics(list(results))
+    # the results as process() keeps them: an image's areas, then its path
+    ours_metric.compute_metrics([(*areas, f"img{i}.jpg") for i, areas in enumerate(results)])
+    assert ours_metric.image_paths == [f"img{i}.jpg" for i in range(n)]
     for key in ("mIoU", "aAcc", "mAcc"):
         assert abs(ours[key] - unrounded[key]) <= 1e-9 and ours_metric.unrounded[key] == ours[key], key
         assert float(np.round(np.float32(ours[key]), 2)) == rounded[key], key

@@ -147,8 +147,10 @@ def classify_boxes(
     roi_size: int,
     batch_size: int,
     progress: Callable[[int], None] | None = None,
+    first: int = 0,
 ) -> BoxclsCounts:
-    """Classify every box of ``samples`` by both sources against ``text [C, D]``; returns the counts."""
+    """Classify every box of ``samples`` by both sources against ``text [C, D]``; returns the counts (``first``:
+    the index of ``samples[0]`` in the evaluation's samples, which ``box_images`` count in)."""
     counts = BoxclsCounts(text.shape[0])
     text = text.to(encoder.device)
     for start in range(0, len(samples), batch_size):
@@ -161,7 +163,9 @@ def classify_boxes(
         labels = torch.tensor([label for s in batch for label in s.labels])
         counts.totals.index_add_(0, labels, torch.ones_like(labels))
         counts.box_labels.append(labels)
-        counts.box_images.append(torch.tensor([start + i for i, s in enumerate(batch) for _ in s.labels]))
+        counts.box_images.append(
+            torch.tensor([first + start + i for i, s in enumerate(batch) for _ in s.labels])
+        )
         region = region_embeddings(dense, scaled, stride, roi_size)
         top1 = counts.add("dense", (region @ text.T).cpu(), labels)
         crops = torch.cat([crop_inputs(im, s.boxes, encoder) for im, s in zip(images, batch, strict=True)])
@@ -173,6 +177,21 @@ def classify_boxes(
         if progress is not None:
             progress(len(batch))
     return counts
+
+
+def merged(parts: Sequence[BoxclsCounts]) -> BoxclsCounts:
+    """The counts of consecutive runs of samples classified apart (torchrun ranks, in order) as one run over all
+    of them: totals and hits added, predictions united, per-box outcomes concatenated in order."""
+    out = BoxclsCounts(parts[0].num_classes)
+    for part in parts:
+        out.totals += part.totals
+        for key, hits in part.hits.items():
+            out.hits[key] += hits
+            out.box_hits[key] += part.box_hits[key]
+        out.predictions |= part.predictions
+        out.box_labels += part.box_labels
+        out.box_images += part.box_images
+    return out
 
 
 def summarize(

@@ -127,7 +127,18 @@ def ov_coco_differences(data_root: Path, protocol: dict[str, Any]) -> list[str]:
 def check_fvlm_run(protocol: dict[str, Any], device: str, trains: bool) -> None:
     """fvlm needs the OpenMMLab stack, its config, the detector weights it is given, and, when it trains, the
     device its config requires: a config declares ``silc_bench_requires = {"train_device": "cuda"}`` (read with
-    its ``_base_`` files), and training it elsewhere is refused."""
+    its ``_base_`` files), and training it elsewhere is refused. It runs in one process: under torchrun mmengine
+    would train on the ranks' process group (another batch, so another detector than one process trains), and
+    it cannot run on rank 0 alone while that group exists (its sampler and broadcasts use it)."""
+    from benchmarks.sharding import rank_and_world
+
+    ranks = rank_and_world()[1]
+    if ranks > 1:
+        raise UserError(
+            f"det-ovcoco fvlm runs in one process, not under torchrun ({ranks} ranks): run it without torchrun "
+            "(a multi-GPU recipe trains with mmdet's tools/train.py under torchrun; evaluate its weights with "
+            "--det-weights in one process)"
+        )
     try:
         import mmdet  # noqa: F401
         import mmengine  # noqa: F401
@@ -286,6 +297,7 @@ class DetOVCocoHarness(Harness):
         artefacts: Path,
     ) -> Evaluation:
         from adapters.open_vocab import text_classifier
+        from benchmarks import sharding
         from benchmarks.detection import boxcls
         from benchmarks.uncertainty import Outcomes
 
@@ -304,20 +316,26 @@ class DetOVCocoHarness(Harness):
             )
         samples, skipped = boxcls.without_bad_images(samples, data_root, options.skip_bad_images)
         text = text_classifier(encoder, vocabulary, protocol["templates"])
-        counts = boxcls.classify_boxes(
+        batch = options.batch_size or 8
+        mine = sharding.shard(len(samples), batch)  # under torchrun each rank its batches, gathered in order
+        part = boxcls.classify_boxes(
             encoder,
-            samples,
+            samples[mine.start : mine.stop],
             text,
             protocol["dense_mode"],
             protocol["input_size"],
             protocol["roi_size"],
-            batch_size=options.batch_size or 8,
+            batch_size=batch,
+            first=mine.start,
         )
+        counts = boxcls.merged(sharding.gather_objects(part))
         metrics, detail = boxcls.summarize(counts, vocabulary, split.base, split.novel)
         num_boxes = int(counts.totals.sum())
-        if options.visualize:
-            detail["visualizations"] = self._visualize_boxcls(
-                samples, counts, vocabulary, set(split.novel), options.visualize, artefacts / "visualize"
+        if options.visualize:  # drawn by rank 0
+            detail["visualizations"] = sharding.on_main(
+                lambda: self._visualize_boxcls(
+                    samples, counts, vocabulary, set(split.novel), options.visualize, artefacts / "visualize"
+                )
             )
         detail.update(boxes=num_boxes, images=len(samples), base=list(split.base), novel=list(split.novel))
         outcomes = Outcomes(

@@ -1,4 +1,5 @@
-"""Run a suite: every (model x benchmark x protocol) of it, one record each, split over ranks; print its table."""
+"""Run a suite: every (model x benchmark x protocol) of it, one record each (under torchrun every rank takes
+part in every record); print its table."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from silc.errors import UserError, first_line
+from silc.errors import UserError
 
 if TYPE_CHECKING:
     from benchmarks.suites import Suite
-    from silc.distributed import DistInfo
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,6 @@ class WorkItem:
 
     model: int
     entry: int
-
-
-def split_work(items: list[WorkItem], rank: int, world_size: int) -> list[WorkItem]:
-    """This rank's share: round-robin over the deterministic item order (identical on every rank)."""
-    return items[rank::world_size]
 
 
 def requeue(queue: list[WorkItem], item: WorkItem) -> None:
@@ -44,13 +39,13 @@ def run_suite(
     results_dir: Path,
     rerun: bool = False,
     device: str = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
     bootstrap: int | None = None,
     skip_bad_images: bool = False,
     identities: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Path], int]:
-    """Produce this rank's records of (models x suite entries); returns (record paths, number computed).
+    """Produce the records of (models x suite entries); returns (record paths, number computed). Under torchrun
+    every rank processes every record in the same order, each computed by all ranks together (rank 0 decides
+    and writes: :func:`benchmarks.runner.run_harness`), so every rank returns the same.
     ``bootstrap`` (resamples for the intervals) overrides the suite entries' own; ``skip_bad_images`` sets that
     option on every entry; ``identities`` (from the preflight, per entry) go into the records. A record another process is
     computing (a concurrent run on the same results folder) is deferred after its model's other records, then
@@ -59,18 +54,18 @@ def run_suite(
     from benchmarks.claims import ClaimedElsewhere
     from benchmarks.registry import get_harness
     from benchmarks.runner import run_harness
+    from benchmarks.sharding import is_main
 
     resolved = suite.resolve()
     overrides = {"bootstrap": bootstrap} if bootstrap is not None else {}
     overrides |= {"skip_bad_images": True} if skip_bad_images else {}
     items = [WorkItem(m, e) for m in range(len(specs)) for e in range(len(resolved))]
-    mine = split_work(items, rank, world_size)
     paths: list[Path] = []
     computed = 0
     encoder, loaded_index = None, None
-    desc = "silc-bench run" if world_size == 1 else f"silc-bench run [rank {rank}]"
-    with logging_redirect_tqdm(), tqdm(total=len(mine), desc=desc, unit="record", position=rank) as bar:
-        queue, deferred = list(mine), []
+    bar = tqdm(total=len(items), desc="silc-bench run", unit="record", disable=None if is_main() else True)
+    with logging_redirect_tqdm(), bar:
+        queue, deferred = list(items), []
         while queue:
             item = queue.pop(0)
             if loaded_index != item.model:
@@ -101,17 +96,6 @@ def run_suite(
             paths.append(path)
             bar.update(1)
     return paths, computed
-
-
-def gather_paths(paths: list[Path], world_size: int) -> list[Path]:
-    """Every rank's record paths (in rank order), for the table rank 0 prints."""
-    if world_size == 1:
-        return paths
-    import torch.distributed as dist
-
-    gathered: list[list[str] | None] = [None] * world_size
-    dist.all_gather_object(gathered, [str(p) for p in paths])
-    return [Path(p) for part in gathered for p in (part or [])]
 
 
 def print_table(paths: list[Path], baseline: str | None, out=None) -> None:
@@ -163,26 +147,10 @@ def preflight_or_fail(
 
 
 def preflight_on_main(
-    suite: Suite, data_root: Path, device: str, allow_nonstandard: bool, info: DistInfo
+    suite: Suite, data_root: Path, device: str, allow_nonstandard: bool
 ) -> list[dict[str, Any]]:
     """:func:`preflight_or_fail` on the main rank only (it reads every entry's files), its outcome broadcast: every
     rank returns the identities or raises the same UserError (exit 2 on every rank, none left waiting)."""
-    if not info.distributed:
-        return preflight_or_fail(suite, data_root, device, allow_nonstandard)
-    import torch.distributed as dist
+    from benchmarks.sharding import on_main
 
-    outcome: list[Any] = [None]
-    if info.is_main:
-        try:
-            outcome = [preflight_or_fail(suite, data_root, device, allow_nonstandard)]
-        except UserError as e:
-            outcome = [e]
-        except BaseException as e:  # a crash: the other ranks stop too, then it propagates here
-            dist.broadcast_object_list(
-                [RuntimeError(f"the preflight failed on rank 0: {first_line(e)}")], src=0
-            )
-            raise
-    dist.broadcast_object_list(outcome, src=0)
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
+    return on_main(lambda: preflight_or_fail(suite, data_root, device, allow_nonstandard))

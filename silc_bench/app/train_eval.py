@@ -71,6 +71,7 @@ def build_eval_fn(
     """The trainer's ``eval_fn(step, clip, teacher=None) -> {"<weights>/<benchmark>/<metric>": value}``."""
     from benchmarks.registry import get_harness
     from benchmarks.runner import run_harness
+    from benchmarks.sharding import alone
     from benchmarks.suites import load_suite
     from benchmarks.tables import scalar_metrics
 
@@ -96,7 +97,8 @@ def build_eval_fn(
     device = torch.device(device)
 
     def eval_fn(step: int, clip: nn.Module, teacher: nn.Module | None = None) -> dict[str, float]:
-        with preserved_rng():
+        # the trainer evaluates on its rank 0 alone: no collective with the other (waiting) ranks
+        with preserved_rng(), alone():
             return evaluate(step, clip, teacher)
 
     def evaluate(step: int, clip: nn.Module, teacher: nn.Module | None) -> dict[str, float]:

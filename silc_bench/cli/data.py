@@ -59,7 +59,10 @@ def configure(data: argparse.ArgumentParser) -> argparse._SubParsersAction:
     synth.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     synth.add_argument("--seed", default="0", metavar="N", help="random seed (default 0)")
     synth.add_argument(
-        "--preset", default="tiny", metavar="NAME", help="tiny (default, 64 px) or small (128 px)"
+        "--preset",
+        default="tiny",
+        metavar="NAME",
+        help="tiny (default, 64 px), small or ablation (128 px), bench (photo-sized JPEGs for throughput)",
     )
     synth.add_argument("--image-size", default=None, metavar="N", help="image side in pixels (32-1024)")
     synth.set_defaults(func=_synth)

@@ -47,10 +47,11 @@ def _common_arguments(parser: argparse.ArgumentParser, harness) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model, resolve and pin the protocol, run (or reuse) the record, print metrics and its path."""
-    from adapters import load_encoder
+    """Load the model, resolve and pin the protocol, run (or reuse) the record, print metrics and its path. Under
+    torchrun the ranks share the benchmark's images; rank 0 checks the data, writes and prints."""
     from benchmarks.registry import get_harness
-    from benchmarks.runner import run_harness
+    from benchmarks.sharding import on_main
+    from silc.distributed import cleanup, init_distributed
     from silc_bench.app.device import resolve_device
     from silc_bench.cli.options import options_from_args
 
@@ -59,18 +60,36 @@ def run(args: argparse.Namespace) -> int:
     protocol_name = args.protocol or harness.default_protocol
     protocol = harness.resolve_protocol(protocol_name, options.knobs())
     data = Path(args.data)
-    device = resolve_device(args.device)
-    problems = list(dict.fromkeys(harness.preflight(data, protocol, options, str(device))))
+    dist_info = init_distributed(resolve_device(args.device))
+    try:
+        on_main(lambda: _preflight(harness, data, protocol, options, str(dist_info.device)))
+        return _evaluate(args, harness, data, protocol_name, protocol, options, dist_info)
+    finally:
+        cleanup()
+
+
+def _preflight(harness, data: Path, protocol: dict, options, device: str) -> None:
+    """Every problem of the data for this harness and protocol, in one line (a UserError), before any compute."""
+    problems = list(dict.fromkeys(harness.preflight(data, protocol, options, device)))
     if len(problems) > 1:  # all of them, still one line
         raise UserError(
             f"{len(problems)} problems: " + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
         )
     if problems:
         raise UserError(problems[0])
-    encoder = load_encoder(args.model, device=device)
+
+
+def _evaluate(args, harness, data: Path, protocol_name: str, protocol: dict, options, dist_info) -> int:
+    """Run (or reuse) the record on every rank; rank 0 prints its metrics and path."""
+    from adapters import load_encoder
+    from benchmarks.runner import run_harness
+
+    encoder = load_encoder(args.model, device=dist_info.device)
     record, path, computed = run_harness(
         harness, encoder, data, protocol_name, protocol, args.results, rerun=args.rerun, options=options
     )
+    if not dist_info.is_main:
+        return 0
     if not computed:
         print(f"(existing record reused; --rerun to recompute) {path}")
     for key, value in record.metrics.items():

@@ -57,20 +57,15 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Resolve suite and models, produce the records (resumable, split over torchrun ranks), print the table."""
+    """Resolve suite and models, produce the records (resumable; under torchrun the ranks share each record's
+    images), print the table."""
     from adapters import parse_spec
     from benchmarks.options import HarnessOptions
     from benchmarks.suites import load_suite
     from silc.distributed import barrier, cleanup, init_distributed
     from silc_bench.app.device import resolve_device
     from silc_bench.app.references import reference_specs
-    from silc_bench.app.suite_run import (
-        gather_paths,
-        preflight_on_main,
-        print_table,
-        run_suite,
-        suite_data_root,
-    )
+    from silc_bench.app.suite_run import preflight_on_main, print_table, run_suite, suite_data_root
 
     suite = load_suite(args.suite)
     suite.resolve()  # unknown benchmark/protocol/knob fails before anything else
@@ -89,9 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_root = suite_data_root(
             suite, args.data_root, dist_info.is_main, barrier=lambda: barrier(dist_info)
         )
-        identities = preflight_on_main(
-            suite, data_root, str(dist_info.device), args.allow_nonstandard, dist_info
-        )
+        identities = preflight_on_main(suite, data_root, str(dist_info.device), args.allow_nonstandard)
         results = Path(args.results or Path("results") / suite.name)
         start = time.perf_counter()
         paths, computed = run_suite(
@@ -101,13 +94,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             results,
             rerun=args.rerun,
             device=str(dist_info.device),
-            rank=dist_info.rank,
-            world_size=dist_info.world_size,
             bootstrap=args.bootstrap,
             skip_bad_images=args.skip_bad_images,
             identities=identities,
         )
-        paths = gather_paths(paths, dist_info.world_size)
         if dist_info.is_main:
             wall = time.perf_counter() - start
             print(

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 JPEG_QUALITY = 95
+PHOTO_CHROMA = "4:2:0"  # the chroma subsampling cameras write (PIL's subsampling=2)
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -26,6 +27,19 @@ def jpeg_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False)
     return buf.getvalue()
+
+
+def photo_jpeg_bytes(array: np.ndarray, quality: int) -> bytes:
+    """Baseline JPEG as cameras write it (``quality``, 4:2:0 chroma subsampling, no metadata) of an RGB array."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", quality=quality, subsampling=PHOTO_CHROMA, optimize=False)
+    return buf.getvalue()
+
+
+def resized(array: np.ndarray, size: tuple[int, int], labels: bool = False) -> np.ndarray:
+    """``array`` resized by PIL to ``size`` (W, H): bicubic for an image, nearest for a label map (values kept)."""
+    resample = Image.Resampling.NEAREST if labels else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(array).resize(size, resample=resample))
 
 
 def json_bytes(obj: Any) -> bytes:

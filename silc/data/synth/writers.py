@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from silc.data.synth.captions import captions, tokens
-from silc.data.synth.encode import jpeg_bytes, json_bytes, open_tar, png_bytes, tar_add, write
+from silc.data.synth.encode import (
+    jpeg_bytes,
+    json_bytes,
+    open_tar,
+    photo_jpeg_bytes,
+    png_bytes,
+    resized,
+    tar_add,
+    write,
+)
 from silc.data.synth.masks import coco_segmentation, mask_bbox
 from silc.data.synth.render import Rendered, render_visible
 from silc.data.synth.world import SEG_CLASSES, SHAPES, Scene, sample_scene
@@ -49,8 +58,29 @@ _STREAMS = {
 
 
 @dataclass(frozen=True)
+class Photo:
+    """Photo-like output: each square rendering resized to a camera frame (short side drawn from ``short_side``,
+    aspect 4:3 or 3:2, landscape with probability ``landscape_p``) and stored as a 4:2:0 JPEG of ``quality``."""
+
+    short_side: tuple[int, int]  # inclusive range, pixels
+    quality: int = 90
+    landscape_p: float = 0.8
+
+    def frame(self, rng: np.random.Generator) -> tuple[int, int]:
+        """(W, H) of one photo, drawn from the image's own RNG after everything else its scene draws."""
+        short = int(rng.integers(self.short_side[0], self.short_side[1] + 1))
+        long = round(short * (4 / 3 if rng.random() < 0.5 else 3 / 2))
+        return (long, short) if rng.random() < self.landscape_p else (short, long)
+
+    def jpeg(self, image: np.ndarray, frame: tuple[int, int]) -> bytes:
+        """The rendered image resized to ``frame`` (bicubic) as a photo JPEG."""
+        return photo_jpeg_bytes(resized(image, frame), self.quality)
+
+
+@dataclass(frozen=True)
 class Preset:
-    """How much of each dataset to write, and the default image side."""
+    """How much of each dataset to write, the default image side, and whether the classification, retrieval and
+    segmentation images are written as photos (None: square PNG / quality-95 JPEG at the image side)."""
 
     image_size: int
     pretrain: int
@@ -59,6 +89,7 @@ class Preset:
     flickr: tuple[int, int, int]  # train, val, test
     ade: tuple[int, int]  # training, validation
     coco: tuple[int, int]  # train2017, val2017
+    photo: Photo | None = None
 
 
 def wnid(k: int) -> str:
@@ -116,14 +147,19 @@ def write_pretrain(root: Path, seed: int, preset: Preset, size: int) -> dict[str
 
 
 def write_imagenet(root: Path, seed: int, preset: Preset, size: int) -> dict[str, int]:
-    """imagenet/{train,val}/<wnid>/<wnid>_%05d.png with one dominant shape per image, class names, templates."""
+    """imagenet/{train,val}/<wnid>/<wnid>_%05d.png (photos: .JPEG, as ImageNet's) with one dominant shape per
+    image, class names, templates."""
     out = root / "imagenet"
     counts = {}
     for split, per_class in zip(("train", "val"), preset.imagenet_per_class, strict=True):
         for k in range(len(SHAPES)):
             for j in range(per_class):
-                _, r, _ = make_scene(seed, f"imagenet/{split}", k * per_class + j, size, dominant=k)
-                write(out / split / wnid(k) / f"{wnid(k)}_{j:05d}.png", png_bytes(r.image))
+                _, r, rng = make_scene(seed, f"imagenet/{split}", k * per_class + j, size, dominant=k)
+                stem = out / split / wnid(k) / f"{wnid(k)}_{j:05d}"
+                if preset.photo is None:
+                    write(stem.with_suffix(".png"), png_bytes(r.image))
+                else:
+                    write(stem.with_suffix(".JPEG"), preset.photo.jpeg(r.image, preset.photo.frame(rng)))
         counts[f"imagenet/{split}"] = per_class * len(SHAPES)
     write(out / "classnames.txt", "".join(f"{name}\n" for name in SHAPES).encode())
     write(out / "templates.txt", "".join(f"{t}\n" for t in TEMPLATES).encode())
@@ -138,12 +174,14 @@ def write_flickr30k(root: Path, seed: int, preset: Preset, size: int) -> dict[st
     for i, split in enumerate(splits):
         scene, r, rng = make_scene(seed, "flickr30k", i, size)
         filename = f"{1000000000 + i}.jpg"
-        write(out / "images" / filename, jpeg_bytes(r.image))
         sentids = list(range(5 * i, 5 * i + 5))
         sentences = [
             {"tokens": tokens(text), "raw": text, "imgid": i, "sentid": sid}
             for sid, text in zip(sentids, captions(scene, r, rng, 5), strict=True)
         ]
+        photo = preset.photo  # its frame is drawn after the captions, so they stay the same
+        image = jpeg_bytes(r.image) if photo is None else photo.jpeg(r.image, photo.frame(rng))
+        write(out / "images" / filename, image)
         images.append(
             {"sentids": sentids, "imgid": i, "sentences": sentences, "split": split, "filename": filename}
         )
@@ -152,15 +190,21 @@ def write_flickr30k(root: Path, seed: int, preset: Preset, size: int) -> dict[st
 
 
 def write_ade(root: Path, seed: int, preset: Preset, size: int) -> dict[str, int]:
-    """ADEChallengeData2016/{images,annotations}/{training,validation} (JPEG + uint8 label PNG), classnames.txt."""
+    """ADEChallengeData2016/{images,annotations}/{training,validation} (JPEG + uint8 label PNG of the same size),
+    classnames.txt."""
     out = root / "ADEChallengeData2016"
     counts = {}
     for split, short, n in (("training", "train", preset.ade[0]), ("validation", "val", preset.ade[1])):
         for i in range(n):
-            _, r, _ = make_scene(seed, f"ade/{split}", i, size)
+            _, r, rng = make_scene(seed, f"ade/{split}", i, size)
             stem = f"ADE_{short}_{i + 1:08d}"
-            write(out / "images" / split / f"{stem}.jpg", jpeg_bytes(r.image))
-            write(out / "annotations" / split / f"{stem}.png", png_bytes(r.labels))
+            if preset.photo is None:
+                image, labels = jpeg_bytes(r.image), r.labels
+            else:
+                frame = preset.photo.frame(rng)
+                image, labels = preset.photo.jpeg(r.image, frame), resized(r.labels, frame, labels=True)
+            write(out / "images" / split / f"{stem}.jpg", image)
+            write(out / "annotations" / split / f"{stem}.png", png_bytes(labels))
         counts[f"ADEChallengeData2016/{split}"] = n
     write(out / "classnames.txt", "".join(f"{name}\n" for name in SEG_CLASSES).encode())
     return counts
