@@ -127,16 +127,19 @@ def test_a_claim_is_exclusive_and_dies_with_its_owner(tmp_path: Path) -> None:
 
 
 # Takes the claim on argv[1], forks a child that outlives it (a DataLoader worker stuck at exit) and prints the
-# child's pid, then waits to be killed.
+# child's pid once the child runs, then waits to be killed.
 FORKING_HOLDER = """\
 import os, sys, time
 from pathlib import Path
 from benchmarks.claims import Claim
 claim = Claim(Path(sys.argv[1]), wait=False)
+ready, started = os.pipe()
 child = os.fork()
 if child == 0:
+    os.write(started, b"1")  # the fork hooks have run by now
     time.sleep(120)
     os._exit(0)
+os.read(ready, 1)
 print(child, flush=True)
 time.sleep(120)
 """

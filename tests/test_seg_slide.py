@@ -1,5 +1,6 @@
 """Slide inference of the zero-shot segmentor: window placement and stitching equal mmseg's, whole = slide when the
-crop covers the image, batched windows = one-by-one windows, synonyms and the background threshold."""
+crop covers the image, batched windows (of one image, and of several images in one forward) = one-by-one windows,
+synonyms and the background threshold."""
 
 from __future__ import annotations
 
