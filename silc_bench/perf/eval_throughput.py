@@ -170,41 +170,32 @@ def _ours(task: str, encoder, root: Path, cache: Path, workers: int, args: argpa
     return harness.evaluate(encoder, root, protocol, options, cache / "artefacts")
 
 
-def _texts(task: str, root: Path) -> list[str]:
-    """The texts each side encodes: the zero-shot classifier's prompts, or the retrieval captions."""
+def _inputs(task: str, root: Path) -> tuple[list, list[str]]:
+    """The image refs and the texts the harness encodes, read with its own readers: the zero-shot classifier's
+    prompts, or the retrieval test split's captions."""
     if task == "zeroshot":
-        from benchmarks.readers import read_class_meta
+        from benchmarks.readers.classification import read_classification
+        from silc.kernel.classifier import class_prompts
 
-        meta = read_class_meta(root, "val")
-        return [t.replace("{c}", c) for c in meta.classnames for t in meta.templates]
-    images = json.loads((root / "dataset_flickr30k.json").read_text())["images"]
-    return [s["raw"] for im in images if im["split"] == "test" for s in im["sentences"]]
+        data = read_classification(root, "val")
+        return data.refs, class_prompts(data.meta.classnames, data.meta.template_set())
+    from benchmarks.readers.karpathy import read_karpathy
 
-
-def _images(task: str, root: Path) -> list[Path]:
-    if task == "zeroshot":
-        return sorted(p for p in (root / "val").rglob("*") if p.is_file())
-    images = json.loads((root / "dataset_flickr30k.json").read_text())["images"]
-    return [root / "images" / im["filename"] for im in images if im["split"] == "test"]
+    data = read_karpathy(root, "test")
+    return data.refs, [caption for captions in data.captions for caption in captions]
 
 
 def _limit(encoder, task: str, root: Path, args: argparse.Namespace) -> float:
     """Images/s this machine could reach at best: decode alone on one core spread over the thread budget, plus
     the image and text encoders alone on pre-decoded, pre-tokenised inputs at the whole budget."""
-    from PIL import Image
-
     from silc.kernel import autocast
 
-    files = _images(task, root)
+    refs, texts = _inputs(task, root)
     budget = torch.get_num_threads()
     start = time.process_time()
-    decoded = []
-    for f in files:
-        with Image.open(f) as im:
-            decoded.append(encoder.preprocess(im.convert("RGB")))
-    decode = (time.process_time() - start) / len(files)  # core-seconds per image
-    x = torch.stack(decoded)
-    tokens = encoder.tokenize(_texts(task, root))
+    x = torch.stack([encoder.preprocess(ref.open()) for ref in refs])
+    decode = (time.process_time() - start) / len(refs)  # core-seconds per image
+    tokens = encoder.tokenize(texts)
     with torch.inference_mode(), autocast(args.precision, encoder.device):
         encoder.encode_image(x[: args.batch_size].to(encoder.device))  # warm up
         start = time.perf_counter()
@@ -215,7 +206,7 @@ def _limit(encoder, task: str, root: Path, args: argparse.Namespace) -> float:
         if encoder.device.type == "cuda":
             torch.cuda.synchronize()
         encode = time.perf_counter() - start
-    return len(files) / (encode + len(files) * decode / budget)
+    return len(refs) / (encode + len(refs) * decode / budget)
 
 
 class _PlacementLog(logging.Handler):
