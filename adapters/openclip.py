@@ -3,7 +3,7 @@
 Models are built by the open_clip kernel (``silc.kernel``: open_clip's own classes, tokenizers and eval transform)
 from an open_clip model-config dict (a built-in config, a config JSON file or the ``model_cfg`` of a SiLC
 checkpoint), so their outputs are exactly open_clip's (``encode_image``/``encode_text`` equal
-``model.encode_image/encode_text(normalize=True)``).
+``model.encode_image/encode_text(normalize=True)``; text features within 1e-6, see :func:`trimmed_text_features`).
 """
 
 from __future__ import annotations
@@ -77,9 +77,13 @@ class OpenClipEncoder(Encoder):
             return self.model.encode_image(images.to(self.device), normalize=True)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``[B, L]`` tokens -> ``[B, D]`` L2-normalised embeddings."""
+        """``[B, L]`` tokens -> ``[B, D]`` L2-normalised embeddings (causal towers run on the batch's longest
+        text only: :func:`trimmed_text_features`)."""
         with torch.inference_mode():
-            return self.model.encode_text(tokens.to(self.device), normalize=True)
+            tokens = tokens.to(self.device)
+            if trims_text(self.model):
+                return F.normalize(trimmed_text_features(self.model, tokens), dim=-1)
+            return self.model.encode_text(tokens, normalize=True)
 
     def encode_dense(self, images: torch.Tensor, mode: str = "naive") -> torch.Tensor:
         """``[B, 3, H, W]`` -> ``[B, D, H/p, W/p]`` features of the named dense mode (see adapters.dense)."""
@@ -90,3 +94,30 @@ class OpenClipEncoder(Encoder):
         with torch.inference_mode():
             tokens = dense.dense_tokens(self.model.visual, images.to(self.device), mode, self._pos_cache)
             return F.normalize(tokens, dim=1)
+
+
+def trims_text(model: nn.Module) -> bool:
+    """Whether ``model``'s text tower gives the same features on its tokens cut after the longest text: an
+    open_clip ``CLIP`` with a causal mask and end-of-text pooling (``argmax``: the end-of-text id is the largest)."""
+    return (
+        isinstance(model, open_clip.CLIP)
+        and model.text_pool_type == "argmax"
+        and getattr(model, "attn_mask", None) is not None
+    )
+
+
+def trimmed_text_features(model: open_clip.CLIP, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)`` computed on the first ``n`` positions only, ``n`` the batch's longest text up
+    to its end-of-text token. Under the causal mask a position sees only those before it, and the pooled
+    end-of-text position lies inside the ``n``, so the padding after it changes nothing: the same features (up to
+    the summation order of shorter matrix products), at ``n / context_length`` of the cost. Captions and prompts
+    are 10-25 tokens of the 77."""
+    n = int(tokens.argmax(dim=-1).max()) + 1
+    tokens = tokens[:, :n]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:n].to(cast_dtype)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
+    pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+    if isinstance(model.text_projection, nn.Linear):
+        return model.text_projection(pooled)
+    return pooled if model.text_projection is None else pooled @ model.text_projection

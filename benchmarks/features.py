@@ -334,13 +334,21 @@ def encode_texts(
     if cached is not None:
         return Features(cached, True, 0)
     chunk = max(settings.batch_size, 256)
+    # shortest first, so that each chunk holds texts of about one length (a causal tower runs on the chunk's
+    # longest text only: adapters.openclip.trimmed_text_features)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     mine = sharding.shard(len(texts), chunk)
     outs = []
     with torch.inference_mode(), autocast(settings.precision, encoder.device):
         for start in tqdm(range(mine.start, mine.stop, chunk), desc=desc, unit="batch", disable=None):
-            tokens = encoder.tokenize(list(texts[start : min(start + chunk, mine.stop)])).to(encoder.device)
+            chunk_texts = [texts[i] for i in order[start : min(start + chunk, mine.stop)]]
+            tokens = encoder.tokenize(chunk_texts).to(encoder.device)
             outs.append(F.normalize(encoder.encode_text(tokens).float(), dim=-1).cpu())
-    tensor = sharding.gather_rows(torch.cat(outs) if outs else torch.empty(0, encoder.embed_dim), len(texts))
+    in_order = sharding.gather_rows(
+        torch.cat(outs) if outs else torch.empty(0, encoder.embed_dim), len(texts)
+    )
+    tensor = torch.empty_like(in_order)
+    tensor[torch.tensor(order, dtype=torch.long)] = in_order
     if sharding.is_main():
         cache.save(parts, tensor)
     return Features(tensor, False, len(texts))

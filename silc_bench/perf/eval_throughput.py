@@ -104,17 +104,27 @@ def _amp(args: argparse.Namespace) -> bool:
     return args.precision != "fp32"
 
 
+def _as_clip_benchmark_loads(encoder) -> tuple:
+    """``(model, transform, tokenizer)`` as clip_benchmark's open_clip loader returns them: the open_clip model
+    itself (its full-context ``encode_text``) for open_clip encoders, else the Encoder seen as a CLIP module."""
+    from adapters.clip_benchmark import wrap_encoder
+    from adapters.openclip import OpenClipEncoder
+
+    if isinstance(encoder, OpenClipEncoder):
+        return encoder.model, encoder.preprocess, encoder.tokenizer
+    return wrap_encoder(encoder)
+
+
 def _reference_zeroshot(encoder, root: Path, workers: int, args: argparse.Namespace) -> dict:
     """clip_benchmark on an image folder, as its CLI runs it (torchvision ImageFolder, its ``evaluate``)."""
     from clip_benchmark.metrics import zeroshot_classification
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
 
-    from adapters.clip_benchmark import wrap_encoder
     from benchmarks.readers import read_class_meta
 
     meta = read_class_meta(root, "val")
-    model, transform, tokenizer = wrap_encoder(encoder)
+    model, transform, tokenizer = _as_clip_benchmark_loads(encoder)
     ds = ImageFolder(str(root / "val"), transform=transform)
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=False, num_workers=workers)
     return zeroshot_classification.evaluate(
@@ -128,15 +138,13 @@ def _reference_retrieval(encoder, root: Path, workers: int, args: argparse.Names
     from clip_benchmark.metrics import zeroshot_retrieval
     from torch.utils.data import DataLoader
 
-    from adapters.clip_benchmark import wrap_encoder
-
     images = json.loads((root / "dataset_flickr30k.json").read_text())["images"]
     lines = [
         f"{im['filename']},{s['raw']}\n" for im in images if im["split"] == "test" for s in im["sentences"]
     ]
     ann = tmp / "flickr30k_test_karpathy.txt"
     ann.write_text("image,caption\n" + "".join(lines))
-    model, transform, tokenizer = wrap_encoder(encoder)
+    model, transform, tokenizer = _as_clip_benchmark_loads(encoder)
     ds = build_dataset(
         "flickr30k",
         root=str(root / "images"),
