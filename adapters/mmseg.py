@@ -99,7 +99,7 @@ class PaddedSegDataPreProcessor(SegDataPreProcessor):
         return super().forward(data, training)
 
 
-def _preprocessor(cfg: dict | None, encoder: Encoder) -> torch.nn.Module:
+def encoder_preprocessor(cfg: dict | None, encoder: Encoder) -> torch.nn.Module:
     """A (Padded)SegDataPreProcessor normalising with the encoder's own mean/std (given values must agree)."""
     cfg = {"type": "PaddedSegDataPreProcessor", **(cfg or {})}
     for key, values in (("mean", encoder.mean), ("std", encoder.std)):
@@ -167,7 +167,9 @@ class ZeroShotSegmentor(BaseSegmentor):
             raise UserError(f"encoder {encoder.name!r} has no patch grid: dense modes are unsupported")
         if crop_size < 1 or stride < 1:
             raise UserError(f"crop_size and stride must be positive, got {crop_size} and {stride}")
-        super().__init__(data_preprocessor=_preprocessor(data_preprocessor, encoder), init_cfg=init_cfg)
+        super().__init__(
+            data_preprocessor=encoder_preprocessor(data_preprocessor, encoder), init_cfg=init_cfg
+        )
         self.encoder = encoder
         self.dense_mode = dense_mode
         self.crop_size = int(crop_size)

@@ -14,6 +14,7 @@ from mmseg.evaluation import IoUMetric
 from mmseg.registry import DATASETS, HOOKS, METRICS
 
 from adapters.class_queries import read_names_file
+from benchmarks.segmentation import AREA_KEYS
 from silc.errors import UserError
 from silc.io import atomic_write
 
@@ -123,9 +124,6 @@ class PerClassIoUMetric(IoUMetric):
         }
         self.per_class["pixels"] = [int(v) for v in label_area]
         return metrics
-
-
-AREA_KEYS = ("intersect", "union", "pred_label", "label")  # the order of IoUMetric.intersect_and_union
 
 
 def per_image_areas(results: list) -> dict[str, np.ndarray]:

@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 
 _ADE = {"dataset": "ADE20KDataset", "split": "validation", "max_long_side": 2048, "names": "dataset",
         "templates": "openai80", "dense_mode": "naive", "logit_scale": 100.0, "bg_threshold": None}  # fmt: skip
+_LINEAR = {"method": "linear", "dataset": "ADE20KDataset", "train_split": "training", "split": "validation",
+           "max_long_side": 2048, "dense_mode": "naive", "short_side": 512, "crop": 512, "stride": 341,
+           "ratio_range": [0.5, 2.0], "cat_max_ratio": 0.75, "flip_prob": 0.5, "photometric": True, "batch": 16,
+           "iters": 40000, "warmup_iters": 1500, "lr": 1e-3, "weight_decay": 1e-4, "poly_power": 1.0,
+           "seed": 0}  # fmt: skip
 PROTOCOLS: dict[str, dict[str, Any]] = {
     # TCL / ClearCLIP: short side 448, 448 windows every 224 px.
     "ade-448": {**_ADE, "short_side": 448, "crop": 448, "stride": 224},
@@ -46,7 +51,16 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "ade-336": {**_ADE, "short_side": 336, "crop": 224, "stride": 112},
     # The synthetic world's ADE20K (64-px images, its own classnames.txt): the ade-448 recipe at its scale.
     "synth": {**_ADE, "dataset": "SynthADE20KDataset", "short_side": 64, "crop": 64, "stride": 32},
-}
+    # Dense linear probing (benchmarks/seg_linear.py): DINOv2's linear protocol through mmseg, trained on the
+    # training split; its schedule at the synthetic world's scale; and the fast patch-level probe in plain torch
+    # (benchmarks/patch_probe.py).
+    "linear": _LINEAR,
+    "linear-synth": {**_LINEAR, "dataset": "SynthADE20KDataset", "short_side": 64, "crop": 64, "stride": 32,
+                     "batch": 8, "iters": 600, "warmup_iters": 60},
+    "linear-fast": {"method": "patch-linear", "dataset": "SynthADE20KDataset", "train_split": "training",
+                    "split": "validation", "max_long_side": 2048, "short_side": 64, "dense_mode": "naive",
+                    "steps": 300, "lr": 0.01, "weight_decay": 1e-4, "seed": 0},
+}  # fmt: skip
 LAYOUT = "ADEChallengeData2016/{images,annotations}/<split>/ with <stem>.jpg images and <stem>.png label maps"
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "mmseg"
 LABEL_SAMPLE = 20  # label maps whose values the preflight reads (evenly spaced by name)
@@ -214,7 +228,7 @@ def ade20k_differences(data_root: Path, protocol: dict[str, Any]) -> list[str]:
     out = []
     if protocol["dataset"] != "ADE20KDataset":
         out.append(f"protocol dataset {protocol['dataset']} (expected ADE20KDataset)")
-    if protocol["names"] != "dataset":
+    if protocol.get("names", "dataset") != "dataset":
         out.append(f"class names from {protocol['names']} (expected mmseg ADE20KDataset's {ADE20K_CLASSES})")
     theirs = own_vocabulary(root)
     if theirs is not None:
@@ -309,8 +323,17 @@ def images_per_batch(protocol: dict[str, Any], windows: int, most: int = 16) -> 
     return max(1, min(most, windows // per_image))
 
 
-def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | None = None):
+def run_config(
+    cfg: dict[str, Any],
+    model,
+    work_dir: str | Path,
+    hooks: list | None = None,
+    train: dict[str, Any] | None = None,
+    seed: int = 0,
+):
     """``Runner.test()`` on ``cfg`` with an already built ``model``; returns (metrics without prefix, runner).
+    ``train``: the Runner's training parts (``train_dataloader``, ``optim_wrapper``, ``param_scheduler``,
+    ``train_cfg``), run with ``Runner.train()`` (no checkpoints written) before the test; ``seed``: mmengine's.
 
     Under torchrun mmengine's test loop is distributed by the default process group: its sampler gives each rank
     every world-size-th image (here without padding repeats) and the metric's results are collected on rank 0
@@ -326,12 +349,15 @@ def run_config(cfg: dict[str, Any], model, work_dir: str | Path, hooks: list | N
         test_cfg=cfg["test_cfg"],
         default_scope=cfg["default_scope"],
         custom_hooks=hooks or [],
-        default_hooks={"logger": {"type": "LoggerHook", "interval": 50}},
-        randomness={"seed": 0},
+        default_hooks={"logger": {"type": "LoggerHook", "interval": 50}, "checkpoint": None},
+        randomness={"seed": seed},
         experiment_name=f"seg-{time.time_ns()}",  # unique: mmengine keys its logger/visualizer by this name
         log_level="WARNING",
+        **(train or {}),
     )
     logs_to_stderr(runner.logger)
+    if train:
+        runner.train()
     metrics = {key.rpartition("/")[2]: value for key, value in runner.test().items()}  # "seg/mIoU" -> "mIoU"
     return metrics, runner
 
@@ -395,7 +421,9 @@ class SegOptions(HarnessOptions):
 
 class SegADE20K(Harness):
     name = "seg-ade20k"
-    description = "zero-shot semantic segmentation: mIoU, aAcc, mAcc (mmseg ADE20KDataset + IoUMetric)"
+    description = (
+        "semantic segmentation, zero-shot or dense linear probing: mIoU, aAcc, mAcc (mmseg IoUMetric)"
+    )
     protocols = PROTOCOLS
     default_protocol = "ade-448"
     options_type = SegOptions
@@ -408,8 +436,14 @@ class SegADE20K(Harness):
         self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
     ) -> list[str]:
         """The knobs, the OpenMMLab stack, the templates, the image/label pairs, the class names (never ADE20K's on a
-        folder with its own vocabulary) and the label values of a sample of label maps."""
+        folder with its own vocabulary) and the label values of a sample of label maps (a probe protocol: also of
+        its training split)."""
         from silc.kernel import resolve_templates
+
+        if protocol.get("method"):
+            from benchmarks.seg_linear import preflight_probe
+
+            return preflight_probe(data_root, protocol)
 
         mm = mm_missing()
         problems = collect_problems(lambda: check_knobs(protocol)) + ([mm] if mm else [])
@@ -432,8 +466,13 @@ class SegADE20K(Harness):
         )
 
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
-        """Add the template and class-name hashes (what the prompts were) to the protocol."""
+        """Add the template and class-name hashes (what the prompts were) to the protocol (a probe protocol: the
+        hash of the classes its head is trained on)."""
         _require_mm()
+        if protocol.get("method"):
+            from benchmarks.seg_linear import pin_probe
+
+            return pin_probe(protocol, encoder, data_root)
         from adapters.class_queries import names_sha256
         from adapters.mmseg import class_names_from
         from silc.kernel import resolve_templates
@@ -459,6 +498,12 @@ class SegADE20K(Harness):
         artefacts: Path,
     ) -> Evaluation:
         _require_mm()
+        if protocol.get("method"):
+            from benchmarks.seg_linear import evaluate_probe
+
+            return evaluate_probe(
+                encoder, data_root, self.pin_protocol(protocol, encoder, data_root), options
+            )
         import adapters.mmseg  # noqa: F401  (registers ZeroShotSegmentor)
         import benchmarks.seg_mmseg  # noqa: F401  (registers datasets, metric, hook)
         from adapters.mmseg import ZeroShotSegmentor
@@ -518,11 +563,8 @@ class SegADE20K(Harness):
             raise RuntimeError(
                 f"{self.name}: {len(outcomes.units)} per-image outcomes for {len(kept)} images"
             )
-        per_class = metric.per_class
         extra = {
-            "per_class_iou": dict(zip(names, per_class["IoU"], strict=True)),
-            "per_class_acc": dict(zip(names, per_class["Acc"], strict=True)),
-            "per_class_pixels": dict(zip(names, per_class["pixels"], strict=True)),
+            **per_class_extra(names, metric.per_class),
             "iou_metric_rounded": {key: float(metrics[key]) for key in ("mIoU", "aAcc", "mAcc")},
             "mmseg_config": cfg,
             "timing": run_timing(timing, check_s=check_s, text_s=text_s, loop_s=loop_s),
@@ -581,19 +623,55 @@ class SegADE20K(Harness):
         }
 
 
+def per_class_extra(names: list[str], per_class: dict[str, list]) -> dict[str, dict[str, Any]]:
+    """The record's per-class values by class name: IoU and Acc (percent, None where undefined) and label pixels
+    (``per_class``: lists ``IoU``, ``Acc``, ``pixels`` in class order, as ``PerClassIoUMetric.per_class``)."""
+    return {
+        f"per_class_{key.lower()}": dict(zip(names, per_class[key], strict=True))
+        for key in ("IoU", "Acc", "pixels")
+    }
+
+
 def seg_outcomes(metric, root: Path, classes: list[str]) -> Outcomes:
     """The per-sample outcomes of a run: per image (units: image paths relative to the dataset root, in dataset
     order), per class, the pixel counts mmseg's IoUMetric summed (``intersect``, ``union``, ``pred_label``,
     ``label``: integer ``[n_images, C]``), the class names, and the metric's ``nan_to_num`` (NaN: none)."""
+    units = [os.path.relpath(os.path.abspath(p), os.path.abspath(root)) for p in metric.image_paths]
+    return area_outcomes(units, metric.per_image, classes, metric.nan_to_num)
+
+
+def area_outcomes(
+    units: list[str], areas: dict[str, np.ndarray], classes: list[str], nan_to_num: float | None = None
+) -> Outcomes:
+    """Per-image outcomes from the per-image areas (:data:`AREA_KEYS`: integer
+    ``[n_images, C]``) of the images ``units``, with the class names and the metric's ``nan_to_num``."""
     import numpy as np
 
     from benchmarks.uncertainty import Outcomes
 
-    units = [os.path.relpath(os.path.abspath(p), os.path.abspath(root)) for p in metric.image_paths]
-    arrays = dict(metric.per_image)
+    arrays = dict(areas)
     arrays["classes"] = np.asarray(classes, dtype=str)
-    arrays["nan_to_num"] = np.asarray(np.nan if metric.nan_to_num is None else metric.nan_to_num, np.float64)
+    arrays["nan_to_num"] = np.asarray(np.nan if nan_to_num is None else nan_to_num, np.float64)
     return Outcomes("image", units, arrays)
+
+
+AREA_KEYS = ("intersect", "union", "pred_label", "label")  # the order of IoUMetric.intersect_and_union
+
+
+def image_areas(pred, label, num_classes: int, ignore_index: int = 255) -> dict[str, np.ndarray]:
+    """One image's per-class pixel counts as mmseg's ``IoUMetric.intersect_and_union`` computes them (pixels whose
+    label is ``ignore_index`` left out; union = predicted + labelled - intersection), as int64 ``[C]`` arrays
+    named by ``AREA_KEYS``, from integer tensors ``pred`` and ``label`` of one shape: the same outcomes without
+    mmseg (the parity test holds them equal)."""
+    import torch
+
+    keep = label != ignore_index
+    pred, label = pred[keep].long(), label[keep].long()
+    intersect = torch.bincount(pred[pred == label], minlength=num_classes)
+    area_pred = torch.bincount(pred, minlength=num_classes)
+    area_label = torch.bincount(label, minlength=num_classes)
+    counts = (intersect, area_pred + area_label - intersect, area_pred, area_label)
+    return {key: value[:num_classes].numpy() for key, value in zip(AREA_KEYS, counts, strict=True)}
 
 
 # The totals of float32 areas that mmseg adds up stay exact while they are at most 2**24.
