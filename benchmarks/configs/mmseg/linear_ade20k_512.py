@@ -5,12 +5,14 @@
 # 1.5k, then poly), evaluated on the validation split with 512 windows every 341 px and IoUMetric. The harness sets
 # `decode_head.in_channels`/`channels` to the encoder's width; run it with mmengine's Runner from the repository
 # root, setting `model.backbone.encoder` (any silc-bench model SPEC), those widths and the dataset root.
+# The validation data, evaluator and test loop are ade20k_448.py's, at short side 512.
+_base_ = ["./ade20k_448.py"]
 custom_imports = dict(imports=["adapters.mmseg_probe", "benchmarks.seg_mmseg"], allow_failed_imports=False)
-default_scope = "mmseg"
 work_dir = "work_dirs/linear_ade20k_512"
 crop_size = (512, 512)
 
 model = dict(
+    _delete_=True,
     type="LinearProbeSegmentor",
     data_preprocessor=dict(
         type="PaddedSegDataPreProcessor", bgr_to_rgb=True, size=crop_size, pad_val=0, seg_pad_val=255
@@ -40,12 +42,7 @@ train_pipeline = [
     dict(type="PhotoMetricDistortion"),
     dict(type="PackSegInputs"),
 ]
-test_pipeline = [
-    dict(type="LoadImageFromFile"),
-    dict(type="Resize", scale=(2048, 512), keep_ratio=True),
-    dict(type="LoadAnnotations"),
-    dict(type="PackSegInputs"),
-]
+test_pipeline = [dict(t, scale=(2048, 512)) if t.type == "Resize" else t for t in _base_.test_pipeline]
 train_dataloader = dict(
     batch_size=16,
     num_workers=2,
@@ -58,19 +55,7 @@ train_dataloader = dict(
         pipeline=train_pipeline,
     ),
 )
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    dataset=dict(
-        type="ADE20KDataset",
-        data_root="data/ade/ADEChallengeData2016",
-        data_prefix=dict(img_path="images/validation", seg_map_path="annotations/validation"),
-        pipeline=test_pipeline,
-    ),
-)
-test_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 
 optim_wrapper = dict(
     type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4)
@@ -80,4 +65,3 @@ param_scheduler = [
     dict(type="PolyLR", power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=40000),
 ]
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=40000)
-test_cfg = dict(type="TestLoop")
