@@ -14,7 +14,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
-from open_clip.transformer import VisionTransformer
+from open_clip.transformer import VisionTransformer, text_global_pool
 from torch import nn
 
 from adapters import dense
@@ -117,7 +117,7 @@ def trimmed_text_features(model: open_clip.CLIP, tokens: torch.Tensor) -> torch.
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:n].to(cast_dtype)
     x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
-    pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+    pooled = text_global_pool(x, tokens, pool_type="argmax")
     if isinstance(model.text_projection, nn.Linear):
         return model.text_projection(pooled)
     return pooled if model.text_projection is None else pooled @ model.text_projection
