@@ -18,11 +18,12 @@ TIERS = ("fingerprints", "metrics")
 
 @dataclass(frozen=True)
 class Variant:
-    """One ablation configuration: a training config and its overrides."""
+    """One training configuration: a config file, its overrides and, when it is not the run's, its own seed."""
 
     name: str
     config: Path
     overrides: tuple[str, ...]
+    seed: int | None = None  # None: the seed every variant of the run shares
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,14 @@ class RegressSpec:
     checks: tuple[Check, ...]
 
 
-def _int(obj: dict[str, Any], key: str, where: str, minimum: int = 0) -> int:
+def int_of(obj: dict[str, Any], key: str, where: str, minimum: int = 0) -> int:
     value = obj.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UserError(f"{where}.{key}: expected an integer >= {minimum}, got {value!r}")
     return value
 
 
-def _overrides(obj: dict[str, Any], where: str) -> tuple[str, ...]:
+def overrides_of(obj: dict[str, Any], where: str) -> tuple[str, ...]:
     value = obj.get("set") or []
     if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
         raise UserError(f"{where}.set: expected a list of KEY=VALUE overrides")
@@ -72,7 +73,7 @@ def shipped_configs() -> Path:
     return installed if installed.is_dir() else package.parent / "configs"
 
 
-def _variant_config(value: str, base: Path, at: str) -> Path:
+def variant_config(value: str, base: Path, at: str) -> Path:
     """A variant's config file: ``value`` relative to the suite's folder ``base``, else among the shipped
     training configs (so the shipped suites work from a checkout and from an installed wheel alike)."""
     folders = (base, shipped_configs())
@@ -95,7 +96,7 @@ def _variants(train: dict[str, Any], base: Path, where: str) -> tuple[Variant, .
         at = f"{where}.variants.{name}"
         if not isinstance(spec, dict) or not isinstance(spec.get("config"), str):
             raise UserError(f"{at}: expected a mapping with 'config' (a YAML path)")
-        out.append(Variant(str(name), _variant_config(spec["config"], base, at), _overrides(spec, at)))
+        out.append(Variant(str(name), variant_config(spec["config"], base, at), overrides_of(spec, at)))
     return tuple(out)
 
 
@@ -117,15 +118,15 @@ def parse_regress_spec(suite: Suite) -> RegressSpec:
         raise UserError(f"{where}: signal.min_se: expected a number >= 0, got {min_se!r}")
     return RegressSpec(
         variants=_variants(train, suite.path.parent, f"{where}: train"),
-        seed=_int(train, "seed", f"{where}: train"),
-        threads=_int(train, "threads", f"{where}: train", 1) if "threads" in train else 1,
+        seed=int_of(train, "seed", f"{where}: train"),
+        threads=int_of(train, "threads", f"{where}: train", 1) if "threads" in train else 1,
         runs={
             "fingerprints": TrainRun(
-                _int(fingerprint, "steps", f"{where}: fingerprint", 1),
-                _overrides(train, f"{where}: train") + _overrides(fingerprint, f"{where}: fingerprint"),
+                int_of(fingerprint, "steps", f"{where}: fingerprint", 1),
+                overrides_of(train, f"{where}: train") + overrides_of(fingerprint, f"{where}: fingerprint"),
             ),
             "metrics": TrainRun(
-                _int(train, "steps", f"{where}: train", 1), _overrides(train, f"{where}: train")
+                int_of(train, "steps", f"{where}: train", 1), overrides_of(train, f"{where}: train")
             ),
         },
         trajectory_tolerance=TrajectoryTolerance.from_config(

@@ -1,7 +1,8 @@
 """Benchmark suites: YAML lists of (benchmark, protocol, overrides, dataset sub-path) that `silc-bench run` sweeps.
 
 A suite is data, not code: ``default`` runs on the synthetic world, ``paper`` on the real datasets under
-``--data-root``, ``ablations`` adds the training variants, tolerances and checks that ``silc-bench regress`` uses.
+``--data-root``, ``ablations`` adds the training variants, tolerances and checks that ``silc-bench regress`` uses, ``paper_synth`` the
+recipes, seeds and tables of ``silc-bench experiment``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _SUITE_KEYS = {
     "fingerprint",
     "signal",
     "checks",
+    "experiment",
 }
 _ENTRY_KEYS = {
     "benchmark",
@@ -84,6 +86,9 @@ class Suite:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     signal: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
+    experiment: dict[str, Any] = field(
+        default_factory=dict
+    )  # what `silc-bench experiment` trains and tabulates
 
     def resolve(self) -> list[ResolvedEntry]:
         """Every entry with its harness and protocol checked (unknown benchmark/protocol/knob is a UserError)."""
@@ -250,7 +255,7 @@ def load_suite(name_or_path: str) -> Suite:
     world = obj.get("world")
     if world is not None and (not isinstance(world, dict) or set(world) - {"preset", "seed"}):
         raise UserError(f"{path}: 'world' must be a mapping with 'preset' and 'seed'")
-    for key in ("train", "tolerances", "fingerprint", "signal", "checks"):
+    for key in ("train", "tolerances", "fingerprint", "signal", "checks", "experiment"):
         if not isinstance(obj.get(key) or {}, dict):
             raise UserError(f"{path}: '{key}' must be a mapping")
     entries = tuple(_parse_entry(e, f"{path}: benchmarks[{i}]") for i, e in enumerate(obj["benchmarks"]))
@@ -265,4 +270,5 @@ def load_suite(name_or_path: str) -> Suite:
         fingerprint=dict(obj.get("fingerprint") or {}),
         signal=dict(obj.get("signal") or {}),
         checks=dict(obj.get("checks") or {}),
+        experiment=dict(obj.get("experiment") or {}),
     )

@@ -288,6 +288,22 @@ def seed_groups(aliases: list[str] | set[str], pattern: str | None = SEED_PATTER
     return sorted(models, key=lambda m: m.name)
 
 
+def select_models(
+    loaded: list[LoadedRecord], names: list[str] | tuple[str, ...], group: str | None = SEED_PATTERN
+) -> list[LoadedRecord]:
+    """The records of the models (aliases or seed-group names) in ``names``; a name with no records is a
+    UserError listing the models there are."""
+    models = seed_groups({lr.record.model for lr in loaded}, group)
+    by_name = {m.name: m for m in models} | {a: Model(a, (a,)) for m in models for a in m.members}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise UserError(
+            f"--models: no records for {', '.join(missing)}; models: {', '.join(m.name for m in models)}"
+        )
+    keep = {a for n in names for a in by_name[n].members}
+    return [lr for lr in loaded if lr.record.model in keep]
+
+
 def _models(
     loaded: list[LoadedRecord], baseline: str | None, group: str | None = SEED_PATTERN
 ) -> tuple[list[Model], Model | None]:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from benchmarks.regress_spec import TIERS, RegressSpec
 from silc.errors import UserError
+from silc_bench.app.variant_runs import TrainingFailed
 
 TRAJECTORIES, EVAL_FINGERPRINTS, METRICS, META = (
     "trajectories.json",
@@ -61,17 +62,6 @@ def _render(df: pd.DataFrame) -> str:
     return render(df, "md", "full")
 
 
-def _failed_runs(runs) -> None:
-    bad = [r for r in runs if r.returncode != 0]
-    if bad:
-        tails = "\n".join(f"--- {r.variant} ({r.run_dir / 'train.log'}):\n{r.log_tail}" for r in bad)
-        raise TrainingFailed(f"{len(bad)} variant(s) failed to train:\n{tails}")
-
-
-class TrainingFailed(RuntimeError):
-    """A variant's training process exited non-zero: a regression, reported with its log tail."""
-
-
 def _fingerprint_tier(
     spec: RegressSpec, world: Path, work: Path, reference: Path | None, jobs: int
 ) -> Outcome:
@@ -84,12 +74,12 @@ def _fingerprint_tier(
         read_trajectory,
         trajectory_table,
     )
-    from silc_bench.app.variant_runs import train_variants
+    from silc_bench.app.variant_runs import raise_on_failures, train_variants
 
     run = spec.runs["fingerprints"]
     print(f"fingerprints: {len(spec.variants)} variants x {run.steps} steps", file=sys.stderr)
     runs = train_variants(spec.variants, run, spec.seed, world, work / "fingerprints", spec.threads, jobs)
-    _failed_runs(runs)
+    raise_on_failures(runs)
     trajs = {r.variant: read_trajectory(r.run_dir / "log.jsonl", run.steps) for r in runs}
     prints = {r.variant: eval_fingerprint(load_encoder(str(r.run_dir), "cpu"), world) for r in runs}
     out = Outcome("fingerprints")
@@ -138,12 +128,12 @@ def _metrics_tier(
     from benchmarks.regress import compare, findings_table, read_reference, reference_lines
     from benchmarks.tables import LoadedRecord
     from silc_bench.app.suite_run import run_suite
-    from silc_bench.app.variant_runs import train_variants
+    from silc_bench.app.variant_runs import raise_on_failures, train_variants
 
     run = spec.runs["metrics"]
     print(f"metrics: {len(spec.variants)} variants x {run.steps} steps", file=sys.stderr)
     runs = train_variants(spec.variants, run, spec.seed, world, work / "runs", spec.threads, jobs, device)
-    _failed_runs(runs)
+    raise_on_failures(runs)
     paths: list[Path] = []
     for r in runs:  # only this run's records count (a reused --work may hold records of other variants)
         paths += run_suite(

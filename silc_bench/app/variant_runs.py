@@ -2,7 +2,8 @@
 
 Each process gets a fixed torch thread count (``OMP_NUM_THREADS``), so a variant's trajectory does not depend on
 how many cores the machine has or on what else runs; its log goes to ``<run>/train.log``. A run folder that
-already holds the finished run of the same command is reused (an interrupted regression resumes).
+already holds the finished run of the same command is reused, and one that holds an interrupted run of it goes on
+from its last checkpoint (step-exact), so an interrupted regression or experiment resumes.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.regress_spec import TrainRun, Variant
+from silc.io import atomic_write_text
 
 FIXED_OVERRIDES = ("data.kind=synthetic", "train.deterministic=true", "train.progress=false")
+STARTED = "command.started.json"  # the identity of the run a folder holds, written before its first step
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,18 @@ class VariantRun:
     log_tail: str
 
 
+class TrainingFailed(RuntimeError):
+    """A training process exited non-zero: reported with its log tail (exit 1: a regression, not bad input)."""
+
+
+def raise_on_failures(runs: list[VariantRun]) -> None:
+    """Raise :class:`TrainingFailed` with every failed run's log tail, if any run failed."""
+    bad = [r for r in runs if r.returncode != 0]
+    if bad:
+        tails = "\n".join(f"--- {r.variant} ({r.run_dir / 'train.log'}):\n{r.log_tail}" for r in bad)
+        raise TrainingFailed(f"{len(bad)} run(s) failed to train:\n{tails}")
+
+
 def default_jobs(threads: int) -> int:
     """Processes to run at once: the usable cores divided by the threads each one gets."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -42,10 +57,10 @@ def default_jobs(threads: int) -> int:
 def train_command(
     variant: Variant, run: TrainRun, seed: int, world: Path, out: Path, device: str
 ) -> list[str]:
-    """The ``silc-bench train`` command line of ``variant`` for ``run``."""
+    """The ``silc-bench train`` command line of ``variant`` for ``run`` (``seed`` unless the variant has its own)."""
     overrides = [
         f"train.steps={run.steps}",
-        f"seed={seed}",
+        f"seed={seed if variant.seed is None else variant.seed}",
         *run.overrides,
         *variant.overrides,
         *FIXED_OVERRIDES,
@@ -85,15 +100,23 @@ def _identity(command: list[str], config: dict) -> dict[str, object]:
     return {"command": command, "config_sha256": merged, "trainer_sha256": trainer_source_hash()}
 
 
+def _same_run(record: Path, identity: dict[str, object]) -> bool:
+    try:
+        return record.is_file() and json.loads(record.read_text()) == identity
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
 def finished(run_dir: Path, identity: dict[str, object], steps: int) -> bool:
     """``run_dir`` holds the completed run of ``identity`` (:func:`_identity`): its record and final checkpoint."""
-    record = run_dir / "command.json"
-    if not record.is_file() or not (run_dir / "checkpoints" / f"step_{steps:08d}.pt").is_file():
-        return False
-    try:
-        return json.loads(record.read_text()) == identity
-    except json.JSONDecodeError:
-        return False
+    final = run_dir / "checkpoints" / f"step_{steps:08d}.pt"
+    return final.is_file() and _same_run(run_dir / "command.json", identity)
+
+
+def resumable(run_dir: Path, identity: dict[str, object]) -> bool:
+    """``run_dir`` holds an interrupted run of ``identity`` with at least one checkpoint to go on from."""
+    checkpoints = run_dir / "checkpoints"
+    return _same_run(run_dir / STARTED, identity) and any(checkpoints.glob("step_*.pt"))
 
 
 def merged_config(command: list[str]) -> dict:
@@ -121,7 +144,8 @@ def train_variants(
     device: str = "cpu",
 ) -> list[VariantRun]:
     """Train every variant into ``out/<name>`` (``jobs`` processes at once, in the given order; a finished run of
-    the same command, config and trainer is reused, anything else there is replaced); progress lines go to stderr.
+    the same command, config and trainer is reused, an interrupted one goes on from its last checkpoint, anything
+    else there is replaced); progress lines go to stderr.
     Returns one :class:`VariantRun` per variant, in the given order."""
     pending = list(variants)
     running: dict[str, tuple[subprocess.Popen, Path, float, dict[str, object]]] = {}
@@ -137,10 +161,15 @@ def train_variants(
                     done[v.name] = VariantRun(v.name, run_dir, 0, 0.0, "")
                     print(f"    {v.name}: {run.steps} steps reused from {run_dir}", file=sys.stderr)
                     continue
-                if run_dir.exists():
-                    shutil.rmtree(run_dir)
-                run_dir.mkdir(parents=True)
-                with open(run_dir / "train.log", "w", encoding="utf-8") as log:
+                if resumable(run_dir, identity):
+                    command = [*command, "--resume", "latest"]
+                    print(f"    {v.name}: resuming from its last checkpoint in {run_dir}", file=sys.stderr)
+                else:
+                    if run_dir.exists():
+                        shutil.rmtree(run_dir)
+                    run_dir.mkdir(parents=True)
+                    atomic_write_text(run_dir / STARTED, json.dumps(identity))
+                with open(run_dir / "train.log", "a", encoding="utf-8") as log:
                     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env(threads))
                 running[v.name] = (proc, run_dir, time.perf_counter(), identity)
             time.sleep(0.2)
@@ -150,7 +179,7 @@ def train_variants(
                 del running[name]
                 seconds = time.perf_counter() - start
                 if proc.returncode == 0:
-                    (run_dir / "command.json").write_text(json.dumps(identity))
+                    atomic_write_text(run_dir / "command.json", json.dumps(identity))
                 done[name] = VariantRun(name, run_dir, proc.returncode, seconds, _tail(run_dir / "train.log"))
                 state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
                 print(f"    {name}: {run.steps} steps {state} in {seconds:.0f} s", file=sys.stderr)

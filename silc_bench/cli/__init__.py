@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "silc_bench.cli.regress",
         "train the ablation variants briefly and compare their metrics with the committed reference",
     ),
+    "experiment": (
+        "silc_bench.cli.experiment",
+        "train a suite's recipes with every seed, evaluate them and write its tables (resumable)",
+    ),
     "train": ("silc_bench.cli.train", "train a CLIP / SiLC model from a YAML config"),
     "export": (
         "silc_bench.cli.export",

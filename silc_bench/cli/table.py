@@ -9,10 +9,12 @@ from silc.io import atomic_write_text
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from benchmarks.tables import build_table, default_baseline, load_results, render
+    from benchmarks.tables import build_table, default_baseline, load_results, render, select_models
 
     loaded = load_results(args.results)
     group = seed_pattern(args)
+    if args.models:
+        loaded = select_models(loaded, [m for m in args.models.split(",") if m], group)
     baseline = args.baseline or default_baseline(loaded, group)
     df = build_table(loaded, args.layout, baseline, group=group, resamples=args.bootstrap)
     text = render(df, args.format, args.layout, latex_std=args.latex_std)
@@ -64,6 +66,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "interval excludes 0); seeds of one recipe (NAME-s0, NAME-s1, ...) show as mean ± std."
     )
     add_comparison_options(p)
+    p.add_argument(
+        "--models",
+        metavar="NAMES",
+        help="comma-separated aliases or seed-group names to show (default: every model under --results)",
+    )
     p.add_argument(
         "--layout",
         choices=("main", "ablation", "full"),
