@@ -32,11 +32,13 @@ def plot_gains(
     resamples: int | None = None,
 ) -> Path:
     """One panel per benchmark: each model's (or seed group's) gain over ``baseline`` on every key metric, with
-    error bars from the paired-bootstrap 95 % interval; a bar whose interval excludes 0 is edged and starred, one
-    whose interval includes 0 pale, one without interval (no per-sample outcomes) plain."""
+    error bars from the paired-bootstrap 95 % interval (and, for seed groups, the wider t-interval over the seeds'
+    paired gains); a bar whose intervals exclude 0 is edged and starred, one whose interval includes 0 pale, one
+    without interval (no per-sample outcomes) plain."""
     df = main_table(loaded, baseline, group, resamples)
     gains: dict[str, str] = df.attrs["gains"]
     intervals: dict[str, tuple[str, str, str]] = df.attrs["intervals"]
+    seed_intervals: dict[str, tuple[str, str]] = df.attrs.get("seed_intervals", {})
     if not gains:
         raise UserError(f"no model besides the baseline {baseline!r} to compare")
     benches = list(dict.fromkeys(df["benchmark"]))
@@ -65,6 +67,15 @@ def plot_gains(
                     b.set_linewidth(1.0)
                 elif h:  # an interval that includes 0; a bar without interval stays as it is
                     b.set_alpha(NOT_SIGNIFICANT)
+            if col in seed_intervals:  # the seed interval, wide and grey, behind the bootstrap's
+                s_low, s_high = (sub[c].astype(float).to_numpy() for c in seed_intervals[col])
+                s_has = ~np.isnan(s_low) & ~np.isnan(s_high) & ~np.isnan(g)
+                if s_has.any():
+                    yerr = np.vstack([g[s_has] - s_low[s_has], s_high[s_has] - g[s_has]])
+                    ax.errorbar(
+                        pos[s_has], g[s_has], yerr=yerr, fmt="none", ecolor="grey", elinewidth=3.0, alpha=0.6,
+                        capsize=4,
+                    )  # fmt: skip
             if has.any():
                 yerr = np.vstack([g[has] - low[has], high[has] - g[has]])
                 ax.errorbar(
@@ -89,10 +100,16 @@ def plot_gains(
         ax.set_ylabel(f"gain vs {baseline}", fontsize=8)
     axes[0, 0].legend(fontsize=7)
     if intervals:
+        seeds = (
+            "; wide grey bars: 95 % t-interval over the seeds' paired gains (* needs both to exclude 0)"
+            if seed_intervals
+            else ""
+        )
         fig.suptitle(
             "error bars: paired-bootstrap 95 % interval; edged and *: it excludes 0; pale: it includes 0; "
-            "no error bar: no per-sample outcomes",
+            f"no error bar: no per-sample outcomes{seeds}",
             fontsize=8,
+            wrap=True,
         )
     fig.tight_layout()
     return _save(fig, out)

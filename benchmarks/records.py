@@ -104,6 +104,14 @@ def record_path(
     return Path(results_dir) / _safe(model) / fname
 
 
+def record_glob(results_dir: str | Path, model: str, benchmark: str, protocol_name: str) -> list[Path]:
+    """The records of (model alias, benchmark, protocol name) under ``results_dir``, whatever their protocol hash
+    (which depends on the model: :func:`record_path` needs the pinned protocol)."""
+    return sorted(
+        (Path(results_dir) / _safe(model)).glob(f"{_safe(benchmark)}.{_safe(protocol_name)}.*.json")
+    )
+
+
 def artefacts_dir(record_file: str | Path) -> Path:
     """The folder beside a record for what its harness writes besides the metrics (visualisations, predictions)."""
     record_file = Path(record_file)

@@ -39,6 +39,7 @@ LATEX_STD = ("small", "plain")
 # aliases of one recipe's training seeds: NAME-s0, NAME-s1, ... (group 1: the recipe's name)
 SEED_PATTERN = r"^(.*)-s(\d+)$"
 STD, LOW, HIGH = "_std", "_low", "_high"
+SEED_LOW, SEED_HIGH = "_seeds_low", "_seeds_high"
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,26 @@ def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     return round(math.fsum(values) / len(values), 12), statistics.stdev(values)
 
 
+def seed_pairs(model: Model, base: Model) -> list[tuple[str, str]]:
+    """``model``'s and ``base``'s seeds paired by what follows the recipe name (``silc-s0`` with ``clip-s0``);
+    empty unless both are seed groups of the same seeds."""
+    if not (model.is_group and base.is_group):
+        return []
+    ours = {a.removeprefix(model.name): a for a in model.members}
+    theirs = {a.removeprefix(base.name): a for a in base.members}
+    return [(ours[k], theirs[k]) for k in sorted(ours, key=_natural)] if ours.keys() == theirs.keys() else []
+
+
+def _seed_gain_interval(
+    pairs: list[tuple[str, str]], values: dict[str, float | None]
+) -> tuple[float | None, float | None]:
+    diffs = [values.get(a) - values.get(b) for a, b in pairs if None not in (values.get(a), values.get(b))]
+    if len(pairs) < 2 or len(diffs) < len(pairs):
+        return None, None
+    ci = uncertainty.seed_interval(diffs)
+    return round(ci["low"], 12), round(ci["high"], 12)
+
+
 def _significant(low: float | None, high: float | None) -> bool:
     """Whether an interval excludes 0 (an undefined one never does)."""
     return low is not None and high is not None and (low > 0 or high < 0)
@@ -508,16 +529,26 @@ def main_table(
                 ours, theirs = pairing.records(key, m), pairing.records(key, base)
                 if ours and theirs:
                     pairing.check_units(ours + theirs)
+                pairs = seed_pairs(m, base)
+                if pairs:
+                    row[g + SEED_LOW], row[g + SEED_HIGH] = _seed_gain_interval(pairs, vals)
                 if with_ci:
                     low, high = pairing.gain_interval(key, m, base) if row[g] is not None else (None, None)
                     row[g + LOW], row[g + HIGH] = low, high
-                    row[significant_column(g)] = _significant(low, high)
+                    row[significant_column(g)] = _significant(low, high) and (
+                        not pairs or _significant(row[g + SEED_LOW], row[g + SEED_HIGH])
+                    )
         rows.append(row)
     df = pd.DataFrame(rows)
     df.attrs["gains"] = gains
     df.attrs["intervals"] = (
         {g: (g + LOW, g + HIGH, significant_column(g)) for g in gains.values()} if with_ci else {}
     )
+    df.attrs["seed_intervals"] = {
+        g: (g + SEED_LOW, g + SEED_HIGH)
+        for m, g in zip(others, gains.values(), strict=True)
+        if seed_pairs(m, base)
+    }
     df.attrs["std"] = stds
     return df
 
@@ -672,6 +703,11 @@ def ci_column(gain_column: str) -> str:
     return f"{gain_column} {round(uncertainty.CONFIDENCE * 100)}% CI"
 
 
+def seed_ci_column(gain_column: str) -> str:
+    """The Markdown/LaTeX column holding the seed interval of ``gain_column``: ``gain [model] seeds 95% CI``."""
+    return f"{gain_column} seeds {round(uncertainty.CONFIDENCE * 100)}% CI"
+
+
 def _fold(df: pd.DataFrame, text: pd.DataFrame, fmt: str, latex_std: str) -> tuple[pd.DataFrame, set[str]]:
     """Fold the auxiliary columns into the text: ``mean ± std`` cells, a ``gain 95% CI`` column after each gain,
     the gains whose interval excludes 0 in bold. Returns the text and its right-aligned columns."""
@@ -700,7 +736,33 @@ def _fold(df: pd.DataFrame, text: pd.DataFrame, fmt: str, latex_std: str) -> tup
         order.insert(order.index(gain) + 1, ci)
         right.add(ci)
         drop.update((low, high, sig))
+    for gain, (low, high) in df.attrs.get("seed_intervals", {}).items():
+        ci = seed_ci_column(gain)
+        text[ci] = [
+            "n/a" if "n/a" in (a, b) else f"[{a}, {b}]" for a, b in zip(text[low], text[high], strict=True)
+        ]
+        after = ci_column(gain) if ci_column(gain) in order else gain
+        order.insert(order.index(after) + 1, ci)
+        right.add(ci)
+        drop.update((low, high))
     return text[[c for c in order if c not in drop]], right
+
+
+def caption(df: pd.DataFrame) -> str:
+    """What a main table's interval columns mean (empty when it has none), one line each."""
+    lines = []
+    if df.attrs.get("intervals"):
+        lines.append(
+            "gain 95% CI: paired percentile bootstrap over the evaluation's images (retrieval: images with their "
+            "captions), same resamples for both models; **bold**: the interval excludes 0"
+        )
+    if df.attrs.get("seed_intervals"):
+        lines.append(
+            "gain seeds 95% CI: Student-t interval over the per-seed paired gains (seed i minus the baseline's "
+            "seed i: the training-seed spread; the bootstrap averages the seeds per resample); **bold** then needs "
+            "both intervals to exclude 0"
+        )
+    return "".join(f"{line}\n" for line in lines)
 
 
 def render(df: pd.DataFrame, fmt: str, layout: str, latex_std: str = "small") -> str:

@@ -91,6 +91,19 @@ def interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> dict[str
     return {"low": float(low), "high": float(high), "se": float(np.std(values, ddof=1))}
 
 
+def seed_interval(differences: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float | None]:
+    """Student-t interval of the mean of per-seed paired differences (seed i of a recipe minus seed i of the
+    baseline; n - 1 degrees of freedom): how far a gain moves with the training seed, which a bootstrap over one
+    evaluation set does not see. None for fewer than two seeds."""
+    from scipy import stats
+
+    values = np.asarray(differences, dtype=np.float64)
+    if values.size < 2:
+        return {"low": None, "high": None}
+    half = stats.t.ppf(0.5 + confidence / 2.0, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return {"low": float(values.mean() - half), "high": float(values.mean() + half)}
+
+
 def bootstrap(
     metrics_from_counts: MetricsFromCounts,
     outcomes: Outcomes,

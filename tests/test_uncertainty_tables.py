@@ -4,6 +4,8 @@ groups (mean ± std), refusals, and exact output."""
 from __future__ import annotations
 
 import io
+import math
+import shutil
 import statistics
 from pathlib import Path
 
@@ -315,3 +317,53 @@ def test_run_prints_the_gains_with_intervals_and_a_legend(tmp_path: Path) -> Non
     assert lines[0].endswith("|        gain |        gain 95% CI |")
     assert lines[2].endswith("| **+0.2500** | [+0.2500, +0.2500] |")
     assert lines[-1].startswith("gain 95% CI: paired percentile bootstrap") and "**bold**" in lines[-1]
+
+
+@pytest.fixture
+def paired_seeds(tmp_path: Path) -> Path:
+    """Three seeds of silc against three of clip on the same 64 images: metric a gains 0.1875, 0.25 and 0.3125
+    per seed (the same on every image), metric b gains 0.125, -0.125 and 0.25."""
+    for seed, (gain_a, gain_b) in enumerate(((0.1875, 0.125), (0.25, -0.125), (0.3125, 0.25))):
+        base = scores(seed + 1)
+        write_with_outcomes(tmp_path, f"clip-s{seed}", "test-score", base)
+        ours = {"a": base["a"] + gain_a, "b": base["b"] + gain_b}
+        write_with_outcomes(tmp_path, f"silc-s{seed}", "test-score", ours)
+    return tmp_path
+
+
+def test_seed_interval_of_paired_seed_groups_and_the_significance_it_gates(paired_seeds: Path) -> None:
+    from scipy import stats
+
+    df = build_table(load_results(paired_seeds), "main", "clip").set_index("metric")
+    t = stats.t.ppf(0.975, 2)
+    for metric, gains in (("a", [0.1875, 0.25, 0.3125]), ("b", [0.125, -0.125, 0.25])):
+        half = t * statistics.stdev(gains) / math.sqrt(3)
+        assert df.loc[metric, "gain"] == pytest.approx(statistics.mean(gains), abs=1e-12)
+        assert df.loc[metric, "gain_seeds_low"] == pytest.approx(statistics.mean(gains) - half, abs=1e-11)
+        assert df.loc[metric, "gain_seeds_high"] == pytest.approx(statistics.mean(gains) + half, abs=1e-11)
+        # the bootstrap over images sees no spread: every image gains the seeds' mean
+        assert df.loc[metric, "gain_low"] == df.loc[metric, "gain_high"] == df.loc[metric, "gain"]
+    # a: both intervals exclude 0 -> significant; b: the images' interval does, the seeds' does not -> not
+    assert bool(df.loc["a", "significant"]) and not bool(df.loc["b", "significant"])
+    md = table(paired_seeds).splitlines()
+    assert md[0].split("|")[-2].strip() == "gain seeds 95% CI"
+    assert md[2].split("|")[6].strip() == "**+0.2500**" and md[3].split("|")[6].strip() == "+0.0833"
+
+
+def test_seed_interval_needs_the_same_seeds_on_both_sides(paired_seeds: Path) -> None:
+    shutil.rmtree(paired_seeds / "clip-s2")  # clip has seeds 0 and 1 only
+    df = build_table(load_results(paired_seeds), "main", "clip")
+    assert "gain_seeds_low" not in df.columns and "seeds" not in table(paired_seeds)
+
+
+def test_models_option_keeps_the_named_models(paired_seeds: Path, capsys) -> None:
+    assert main(["table", "--results", str(paired_seeds), "--models", "silc,clip-s0", "--no-group"]) == 2
+    assert "--models: no records for silc" in capsys.readouterr().err
+    assert (
+        main(["table", "--results", str(paired_seeds), "--models", "silc-s0,clip-s0", "--layout", "ablation"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "silc-s0" in out and "clip-s0" in out and "silc-s1" not in out
+    assert main(["table", "--results", str(paired_seeds), "--models", "dino"]) == 2
+    assert "--models: no records for dino; models: clip, silc" in capsys.readouterr().err

@@ -1,18 +1,30 @@
 """Run a suite's experiment: train every recipe x seed (resumable), evaluate every run on the suite's benchmarks,
-write each table of the write-up. Table by table, so the first table's results exist before the next one trains."""
+write each table of the write-up. Table by table, so the first table's results exist before the next one trains.
+
+Beside each run's records goes ``training.yaml`` (its merged training config, seed, steps and the hashes of the
+config and the trainer's source): the provenance of the records, and what lets a later call skip a run whose
+records are all there (on another machine, with the run folder gone) instead of training it again.
+"""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
 from pathlib import Path
 
+import yaml
+
 from benchmarks.experiment_spec import ExperimentSpec, ExperimentTable, parse_experiment
+from benchmarks.regress_spec import Variant
 from benchmarks.suites import Suite
-from silc.errors import UserError
 from silc.io import atomic_write_text
 
+TRAINING = "training.yaml"
+log = logging.getLogger(__name__)
 
-def table_command(suite: Suite, results: Path, table: ExperimentTable) -> str:
+
+def table_command(results: Path, table: ExperimentTable) -> str:
     """The ``silc-bench table`` command line that prints ``table`` from the experiment's records."""
     return (
         f"silc-bench table --results {results} --layout {table.layout} --baseline {table.baseline} "
@@ -21,20 +33,69 @@ def table_command(suite: Suite, results: Path, table: ExperimentTable) -> str:
 
 
 def render_table(results: Path, table: ExperimentTable) -> str:
-    """``table`` as Markdown from the records under ``results`` (the same code path as ``silc-bench table``)."""
-    from benchmarks.tables import build_table, load_results, render, select_models
+    """``table`` as Markdown, with its caption, from the records under ``results`` (``silc-bench table``'s path)."""
+    from benchmarks.tables import build_table, caption, load_results, render, select_models
 
-    loaded = select_models(load_results(results), table.recipes)
-    return render(build_table(loaded, table.layout, table.baseline), "md", table.layout)
+    df = build_table(select_models(load_results(results), table.recipes), table.layout, table.baseline)
+    return render(df, "md", table.layout) + caption(df)
+
+
+def _provenance(spec: ExperimentSpec, v: Variant, world: Path, runs: Path) -> dict:
+    from silc_bench.app.variant_runs import merged_config, run_identity, train_command
+
+    identity = run_identity(v, spec.run, 0, world, runs)
+    return {
+        "run": v.name,
+        "seed": v.seed,
+        "steps": spec.run.steps,
+        "config_file": v.config.name,
+        "config_sha256": identity["config_sha256"],
+        "trainer_sha256": identity["trainer_sha256"],
+        "config": merged_config(train_command(v, spec.run, 0, world, runs / v.name, "cpu")),
+    }
+
+
+def _kept(manifest: Path) -> dict:
+    try:
+        return yaml.safe_load(manifest.read_text()) or {} if manifest.is_file() else {}
+    except yaml.YAMLError:
+        return {}
+
+
+def recorded(suite: Suite, results: Path, alias: str, provenance: dict) -> bool:
+    """Whether ``results`` holds every record of the suite for ``alias``, made from a run of the same config
+    (its ``training.yaml``); a different trainer source is reported, not refused. Records of a run of another
+    config are deleted (they stand for weights the recipe no longer makes), with a line saying so."""
+    from benchmarks.records import record_glob
+
+    manifest = results / alias / TRAINING
+    kept = _kept(manifest)
+    if kept.get("config_sha256") != provenance["config_sha256"]:
+        if kept:
+            print(
+                f"{alias}: its recipe changed since {results / alias} was made; evaluating it anew",
+                file=sys.stderr,
+            )
+            shutil.rmtree(results / alias)
+        return False
+    complete = all(record_glob(results, alias, r.entry.benchmark, r.protocol_name) for r in suite.resolve())
+    if complete and kept.get("trainer_sha256") != provenance["trainer_sha256"]:
+        log.warning(
+            "%s: records reused from a run of an earlier trainer source (sha256 %s…, now %s…); delete %s to "
+            "train and evaluate it again",
+            alias,
+            str(kept.get("trainer_sha256"))[:12],
+            str(provenance["trainer_sha256"])[:12],
+            manifest,
+        )
+    return complete
 
 
 def _train(
-    spec: ExperimentSpec, table: ExperimentTable, world: Path, runs: Path, jobs: int | None
+    variants: list[Variant], spec: ExperimentSpec, world: Path, runs: Path, jobs: int | None
 ) -> list[str]:
     from silc_bench.app.variant_runs import default_jobs, raise_on_failures, train_variants
 
-    variants = [v for recipe in table.recipes for v in spec.seeded(recipe)]
-    print(f"training {len(variants)} runs of table {table.name!r} into {runs}", file=sys.stderr)
     done = train_variants(
         tuple(variants), spec.run, 0, world, runs, spec.threads, jobs or default_jobs(spec.threads)
     )
@@ -51,7 +112,8 @@ def run_experiment(
     device: str = "cpu",
 ) -> list[Path]:
     """Train, evaluate and tabulate ``tables`` (default: all, in the suite's order); returns the table files
-    written (``results/<table>.md``). Finished runs and existing records are reused, interrupted runs resume."""
+    written (``results/<table>.md``). Runs whose records are all in ``results`` are skipped, finished runs and
+    existing records reused, interrupted runs resumed from their last checkpoint."""
     from silc_bench.app.suite_run import preflight_or_fail, run_suite, suite_data_root
 
     spec = parse_experiment(suite)
@@ -60,15 +122,22 @@ def run_experiment(
     identities = preflight_or_fail(suite, world, device)
     written = []
     for table in chosen:
-        models = _train(spec, table, world, runs, jobs)
-        print(f"evaluating {len(models)} runs of table {table.name!r} into {results}", file=sys.stderr)
-        run_suite(models, suite, world, results, device=device, identities=identities)
-        path = results / f"{table.name}.md"
-        atomic_write_text(
-            path, f"<!-- {table_command(suite, results, table)} -->\n{render_table(results, table)}"
+        variants = [v for recipe in table.recipes for v in spec.seeded(recipe)]
+        provenance = {v.name: _provenance(spec, v, world, runs) for v in variants}
+        todo = [v for v in variants if not recorded(suite, results, v.name, provenance[v.name])]
+        print(
+            f"table {table.name!r}: {len(variants)} runs, {len(variants) - len(todo)} already evaluated in "
+            f"{results}; training {len(todo)} into {runs}",
+            file=sys.stderr,
         )
+        if todo:
+            models = _train(todo, spec, world, runs, jobs)
+            run_suite(models, suite, world, results, device=device, identities=identities)
+            for v in todo:
+                text = yaml.safe_dump(provenance[v.name], sort_keys=False)
+                atomic_write_text(results / v.name / TRAINING, text)
+        path = results / f"{table.name}.md"
+        atomic_write_text(path, f"<!-- {table_command(results, table)} -->\n{render_table(results, table)}")
         print(f"wrote {path}", file=sys.stderr)
         written.append(path)
-    if not written:
-        raise UserError(f"{suite.path}: no table chosen")
     return written

@@ -102,17 +102,11 @@ def print_table(paths: list[Path], baseline: str | None, out=None) -> None:
     """The main comparison table of the records at ``paths`` (Markdown on stdout): gains with their paired-bootstrap
     95 % intervals (bold where the interval excludes 0) when the records kept per-sample outcomes."""
     from benchmarks.records import read_record
-    from benchmarks.tables import LoadedRecord, build_table, render
+    from benchmarks.tables import LoadedRecord, build_table, caption, render
 
     loaded = [LoadedRecord(p, read_record(p)) for p in sorted(set(paths))]
     df = build_table(loaded, "main", baseline)
-    print(render(df, "md", "main"), end="", file=out or sys.stdout)
-    if df.attrs.get("intervals"):
-        print(
-            "gain 95% CI: paired percentile bootstrap over the evaluation's images (retrieval: images with their "
-            "captions), same resamples for both models; **bold**: the interval excludes 0",
-            file=out or sys.stdout,
-        )
+    print(render(df, "md", "main") + caption(df), end="", file=out or sys.stdout)
 
 
 def suite_data_root(suite: Suite, data_root: str | None, is_main: bool = True, barrier=None) -> Path:

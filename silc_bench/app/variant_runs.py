@@ -94,6 +94,14 @@ def trainer_source_hash() -> str:
     return source_sha256(Path(silc.__file__).resolve().parent)
 
 
+def run_identity(
+    variant: Variant, run: TrainRun, seed: int, world: Path, out: Path, device: str = "cpu"
+) -> dict[str, object]:
+    """What :func:`train_variants` checks before reusing or resuming the run of ``variant`` in ``out``."""
+    command = train_command(variant, run, seed, world, out / variant.name, device)
+    return _identity(command, merged_config(command))
+
+
 def _identity(command: list[str], config: dict) -> dict[str, object]:
     """What makes two runs the same: the command, the merged config (its YAML files may change) and the trainer."""
     merged = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()

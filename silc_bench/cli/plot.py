@@ -9,11 +9,11 @@ from pathlib import Path
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from benchmarks.plots import plot_all
-    from benchmarks.tables import default_baseline, load_results
-    from silc_bench.cli.table import seed_pattern
+    from benchmarks.tables import default_baseline
+    from silc_bench.cli.table import seed_pattern, selected_records
 
-    loaded = load_results(args.results)
     group = seed_pattern(args)
+    loaded = selected_records(args, group)
     baseline = args.baseline or default_baseline(loaded, group)
     for path in plot_all(loaded, baseline, Path(args.out), group=group, resamples=args.bootstrap):
         print(f"wrote {path}", file=sys.stderr)

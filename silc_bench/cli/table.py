@@ -9,12 +9,10 @@ from silc.io import atomic_write_text
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from benchmarks.tables import build_table, default_baseline, load_results, render, select_models
+    from benchmarks.tables import build_table, default_baseline, render
 
-    loaded = load_results(args.results)
     group = seed_pattern(args)
-    if args.models:
-        loaded = select_models(loaded, [m for m in args.models.split(",") if m], group)
+    loaded = selected_records(args, group)
     baseline = args.baseline or default_baseline(loaded, group)
     df = build_table(loaded, args.layout, baseline, group=group, resamples=args.bootstrap)
     text = render(df, args.format, args.layout, latex_std=args.latex_std)
@@ -24,6 +22,14 @@ def cmd_table(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def selected_records(args: argparse.Namespace, group: str | None) -> list:
+    """The records under ``--results`` of the models ``--models`` names (all when it is not given)."""
+    from benchmarks.tables import load_results, select_models
+
+    loaded = load_results(args.results)
+    return select_models(loaded, [m for m in args.models.split(",") if m], group) if args.models else loaded
 
 
 def seed_pattern(args: argparse.Namespace) -> str | None:
@@ -49,6 +55,11 @@ def add_comparison_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-group", action="store_true", help="no seed groups: one column per alias")
     p.add_argument(
+        "--models",
+        metavar="NAMES",
+        help="comma-separated aliases or seed-group names to show (default: every model under --results)",
+    )
+    p.add_argument(
         "--bootstrap",
         type=int,
         metavar="N",
@@ -66,11 +77,6 @@ def configure(p: argparse.ArgumentParser) -> None:
         "interval excludes 0); seeds of one recipe (NAME-s0, NAME-s1, ...) show as mean ± std."
     )
     add_comparison_options(p)
-    p.add_argument(
-        "--models",
-        metavar="NAMES",
-        help="comma-separated aliases or seed-group names to show (default: every model under --results)",
-    )
     p.add_argument(
         "--layout",
         choices=("main", "ablation", "full"),
