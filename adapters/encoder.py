@@ -7,10 +7,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from silc.errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
-DENSE_MODES = ("naive", "maskclip", "sclip", "clearclip")
+DENSE_MODES = ("naive", "maskclip", "sclip", "clearclip", "naclip")
+NACLIP_STD = 5.0  # NACLIP's default std of its Gaussian neighbourhood prior, in patches
+
+
+def check_naclip_std(std: float) -> float:
+    """``std`` as a float when it is a usable std of NACLIP's Gaussian prior (a positive, finite number of
+    patches); a one-line UserError otherwise."""
+    if isinstance(std, bool) or not isinstance(std, int | float) or not 0 < std < float("inf"):
+        raise UserError(f"naclip_std: expected a positive number of patches, got {std!r}")
+    return float(std)
 
 
 class Encoder(ABC):
@@ -46,8 +57,12 @@ class Encoder(ABC):
         """``[B, L]`` tokens from :meth:`tokenize` -> ``[B, D]`` normalised embeddings."""
 
     @abstractmethod
-    def encode_dense(self, images: torch.Tensor, mode: str = "naive") -> torch.Tensor:
-        """``[B, 3, H, W]`` -> ``[B, D, H/p, W/p]`` patch features in the joint space, normalised per location."""
+    def encode_dense(
+        self, images: torch.Tensor, mode: str = "naive", *, naclip_std: float = NACLIP_STD
+    ) -> torch.Tensor:
+        """``[B, 3, H, W]`` -> ``[B, D, H/p, W/p]`` patch features in the joint space, normalised per location.
+        ``naclip_std``: the std (in patches) of mode ``naclip``'s Gaussian prior; callers pass it only with that
+        mode."""
 
     @abstractmethod
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:

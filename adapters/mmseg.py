@@ -5,7 +5,9 @@ size, in chunks of ``max_windows_per_forward``); per image, cosine logits x logi
 upsampling to each window, stitching (overlaps averaged, as mmseg's ``slide_inference``) and
 resizing to the original image shape, all bilinear with ``align_corners=False``. Those steps are linear and
 separable per axis, so they are applied as two small matrix products per image (exactly the same maps up to
-float rounding) instead of full-resolution interpolations per window.
+float rounding) instead of full-resolution interpolations per window. With ``pamr_iterations`` set, the query
+logits at the original shape are refined by PAMR (``adapters.pamr``) guided by the normalised image resized there
+(bilinear, ``align_corners=False``), as NACLIP does, before the max over synonyms, the argmax and the threshold.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from adapters.class_queries import (
     query_embeddings,
     read_names_file,
 )
-from adapters.encoder import DENSE_MODES, Encoder
+from adapters.encoder import DENSE_MODES, NACLIP_STD, Encoder, check_naclip_std
+from adapters.pamr import NACLIP_DILATIONS, check_pamr, pamr
 from silc.errors import UserError
 from silc.kernel import resolve_templates
 
@@ -129,6 +132,9 @@ class ZeroShotSegmentor(BaseSegmentor):
         templates: a named set of the kernel's registry (``openai80``, ``simple7``, ``photo``, ``identity``), a
             templates file, or a list of templates.
         dense_mode: one of ``adapters.encoder.DENSE_MODES``.
+        naclip_std: the std (patches) of dense mode ``naclip``'s Gaussian prior (only with that mode).
+        pamr_iterations: PAMR steps on the logits at the original image shape (None: no PAMR).
+        pamr_dilations: PAMR's neighbourhood dilations (only with ``pamr_iterations``).
         crop_size, stride: slide-window size and step, in pixels of the resized image.
         logit_scale: multiplies the cosine logits (default: the encoder's); matters for ``bg_threshold``.
         bg_threshold: pixels whose top class probability (softmax over all queries) is below it get
@@ -144,6 +150,9 @@ class ZeroShotSegmentor(BaseSegmentor):
         class_names: str | Sequence | dict,
         templates: str | Sequence[str] = "openai80",
         dense_mode: str = "naive",
+        naclip_std: float = NACLIP_STD,
+        pamr_iterations: int | None = None,
+        pamr_dilations: Sequence[int] = NACLIP_DILATIONS,
         crop_size: int = 448,
         stride: int = 224,
         logit_scale: float | None = None,
@@ -167,11 +176,16 @@ class ZeroShotSegmentor(BaseSegmentor):
             raise UserError(f"encoder {encoder.name!r} has no patch grid: dense modes are unsupported")
         if crop_size < 1 or stride < 1:
             raise UserError(f"crop_size and stride must be positive, got {crop_size} and {stride}")
+        # encode_dense's keyword for the mode's own knob (the only one: naclip's std)
+        dense_options = {"naclip_std": check_naclip_std(naclip_std)} if dense_mode == "naclip" else {}
+        refine = None if pamr_iterations is None else check_pamr(pamr_iterations, pamr_dilations)
         super().__init__(
             data_preprocessor=encoder_preprocessor(data_preprocessor, encoder), init_cfg=init_cfg
         )
         self.encoder = encoder
         self.dense_mode = dense_mode
+        self.dense_options = dense_options
+        self.pamr = refine  # (iterations, dilations) or None
         self.crop_size = int(crop_size)
         self.stride = int(stride)
         self.logit_scale = float(encoder.logit_scale if logit_scale is None else logit_scale)
@@ -211,7 +225,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         start = time.perf_counter()
         feats = torch.cat(
             [
-                self.encoder.encode_dense(windows[i : i + step], self.dense_mode)
+                self.encoder.encode_dense(windows[i : i + step], self.dense_mode, **self.dense_options)
                 for i in range(0, len(windows), step)
             ]
         )
@@ -253,26 +267,53 @@ class ZeroShotSegmentor(BaseSegmentor):
 
     # -- decoding ----------------------------------------------------------------------------------------
 
-    def _row_chunks(
+    @staticmethod
+    def _row_slices(queries: int, out_size: tuple[int, int]) -> Iterator[slice]:
+        """Row chunks of the ``out_size`` logits of ``queries`` queries that stay in cache."""
+        step = max(1, _CHUNK_ELEMENTS // (queries * out_size[1]))
+        for top in range(0, out_size[0], step):
+            yield slice(top, min(top + step, out_size[0]))
+
+    def _query_rows(
         self, grid: Tensor, size: tuple[int, int], out_size: tuple[int, int]
-    ) -> Iterator[tuple[slice, Tensor, Tensor]]:
-        """Yield ``(rows, class logits [r, W0, C], query logits [r, W0, Q])`` of the image resized to
-        ``out_size``, in row chunks that stay in cache; classes innermost, so that the per-pixel max over them
-        reads contiguous memory (a max with indices over an outer dimension is several times slower on CPU)."""
+    ) -> Iterator[tuple[slice, Tensor]]:
+        """Yield ``(rows, query logits [r, W0, Q])`` of the image resized to ``out_size``, in row chunks."""
         patch = self.encoder.patch_size
         op_y = axis_operator(size[0], out_size[0], self.crop_size, self.stride, patch).to(grid.device)
         op_x = axis_operator(size[1], out_size[1], self.crop_size, self.stride, patch).to(grid.device)
         across = torch.matmul(grid, op_x.T).permute(1, 2, 0).contiguous()  # [rows*cells_h, W0, Q]
         queries = grid.shape[0]
-        step = max(1, _CHUNK_ELEMENTS // (queries * out_size[1]))
-        owner = self.query_owner.to(grid.device)
-        for top in range(0, out_size[0], step):
-            rows = slice(top, min(top + step, out_size[0]))
+        for rows in self._row_slices(queries, out_size):
             block = op_y[rows]
             used = block.any(dim=0).nonzero().squeeze(1)  # the few grid rows these output rows blend
-            query_logits = torch.matmul(block[:, used], across[used].flatten(1)).view(
-                -1, out_size[1], queries
-            )
+            yield rows, torch.matmul(block[:, used], across[used].flatten(1)).view(-1, out_size[1], queries)
+
+    def _refined_rows(
+        self, grid: Tensor, image: Tensor, size: tuple[int, int], out_size: tuple[int, int]
+    ) -> Iterator[tuple[slice, Tensor]]:
+        """:meth:`_query_rows` after PAMR on the whole image's query logits, guided by ``image`` (``[3, h, w]``,
+        the normalised pixels at ``size``) resized to ``out_size`` as the logits are."""
+        logits = torch.cat([q for _, q in self._query_rows(grid, size, out_size)]).permute(2, 0, 1)
+        guide = F.interpolate(image[None].to(logits), size=out_size, mode="bilinear", align_corners=False)[0]
+        refined = pamr(guide, logits, *self.pamr).permute(1, 2, 0).contiguous()
+        for rows in self._row_slices(grid.shape[0], out_size):
+            yield rows, refined[rows]
+
+    def _row_chunks(
+        self, grid: Tensor, size: tuple[int, int], out_size: tuple[int, int], image: Tensor | None = None
+    ) -> Iterator[tuple[slice, Tensor, Tensor]]:
+        """Yield ``(rows, class logits [r, W0, C], query logits [r, W0, Q])`` of the image resized to
+        ``out_size``, in row chunks that stay in cache; classes innermost, so that the per-pixel max over them
+        reads contiguous memory (a max with indices over an outer dimension is several times slower on CPU).
+        With PAMR the query logits are refined first, guided by ``image`` (see :meth:`_refined_rows`)."""
+        if self.pamr is None:
+            chunks = self._query_rows(grid, size, out_size)
+        elif image is None:
+            raise ValueError("ZeroShotSegmentor with PAMR: the image is needed to refine its logits")
+        else:
+            chunks = self._refined_rows(grid, image, size, out_size)
+        owner = self.query_owner.to(grid.device)
+        for rows, query_logits in chunks:
             if self.has_synonyms:
                 class_logits = query_logits.new_empty((*query_logits.shape[:2], self.num_classes))
                 index = owner.expand_as(query_logits)
@@ -281,10 +322,12 @@ class ZeroShotSegmentor(BaseSegmentor):
                 class_logits = query_logits
             yield rows, class_logits, query_logits
 
-    def _predict_labels(self, grid: Tensor, size: tuple[int, int], out_size: tuple[int, int]) -> Tensor:
-        """``[H0, W0]`` class indices (background threshold applied when set)."""
+    def _predict_labels(
+        self, grid: Tensor, size: tuple[int, int], out_size: tuple[int, int], image: Tensor | None = None
+    ) -> Tensor:
+        """``[H0, W0]`` class indices (background threshold applied when set); ``image``: for PAMR."""
         labels = torch.empty(out_size, dtype=torch.long, device=grid.device)
-        for rows, class_logits, query_logits in self._row_chunks(grid, size, out_size):
+        for rows, class_logits, query_logits in self._row_chunks(grid, size, out_size, image):
             best, labels[rows] = class_logits.max(dim=2)
             if self.bg_threshold is not None:
                 top_prob = torch.exp(best - torch.logsumexp(query_logits, dim=2))
@@ -292,12 +335,15 @@ class ZeroShotSegmentor(BaseSegmentor):
         return labels
 
     def class_logits(self, inputs: Tensor, img_shapes: Sequence[tuple[int, int]], out_sizes) -> list[Tensor]:
-        """Per image ``[C, H0, W0]`` class logits (max over synonyms) resized to ``out_sizes``."""
+        """Per image ``[C, H0, W0]`` class logits (max over synonyms) resized to ``out_sizes`` (refined by PAMR
+        when set)."""
         grids = self.grid_logits(inputs, img_shapes)
-        return [
-            torch.cat([c for _, c, _ in self._row_chunks(g, tuple(s), tuple(o))]).permute(2, 0, 1)
-            for g, s, o in zip(grids, img_shapes, out_sizes, strict=True)
-        ]
+        out = []
+        for i, (grid, size, out_size) in enumerate(zip(grids, img_shapes, out_sizes, strict=True)):
+            image = inputs[i, :, : size[0], : size[1]]
+            chunks = self._row_chunks(grid, tuple(size), tuple(out_size), image)
+            out.append(torch.cat([c for _, c, _ in chunks]).permute(2, 0, 1))
+        return out
 
     # -- mmseg BaseSegmentor API -------------------------------------------------------------------------
 
@@ -321,9 +367,10 @@ class ZeroShotSegmentor(BaseSegmentor):
         shapes = [tuple(m["img_shape"][:2]) for m in metas]
         grids = self.grid_logits(inputs, shapes)
         data_samples = data_samples if data_samples is not None else [SegDataSample() for _ in metas]
-        for sample, grid, shape, meta in zip(data_samples, grids, shapes, metas, strict=True):
+        for i, (sample, grid, shape, meta) in enumerate(zip(data_samples, grids, shapes, metas, strict=True)):
             decode_start = time.perf_counter()
-            labels = self._predict_labels(grid, shape, tuple(meta["ori_shape"][:2]))
+            image = inputs[i, :, : shape[0], : shape[1]]
+            labels = self._predict_labels(grid, shape, tuple(meta["ori_shape"][:2]), image)
             self.timing["decode_s"] += time.perf_counter() - decode_start
             sample.set_data({"pred_sem_seg": PixelData(data=labels[None])})
         self.timing["images"] += len(metas)
@@ -340,7 +387,9 @@ class ZeroShotSegmentor(BaseSegmentor):
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """The encoder's dense features of ``inputs`` in this segmentor's mode."""
-        return self.encoder.encode_dense(inputs.to(self.encoder.device), self.dense_mode)
+        return self.encoder.encode_dense(
+            inputs.to(self.encoder.device), self.dense_mode, **self.dense_options
+        )
 
     def loss(self, inputs: Tensor, data_samples) -> dict:
         raise NotImplementedError("ZeroShotSegmentor is training-free: it has no loss")

@@ -18,7 +18,7 @@ from open_clip.transformer import VisionTransformer, text_global_pool
 from torch import nn
 
 from adapters import dense
-from adapters.encoder import DENSE_MODES, Encoder
+from adapters.encoder import DENSE_MODES, NACLIP_STD, Encoder, check_naclip_std
 from silc.errors import UserError
 
 
@@ -85,14 +85,17 @@ class OpenClipEncoder(Encoder):
                 return F.normalize(trimmed_text_features(self.model, tokens), dim=-1)
             return self.model.encode_text(tokens, normalize=True)
 
-    def encode_dense(self, images: torch.Tensor, mode: str = "naive") -> torch.Tensor:
+    def encode_dense(
+        self, images: torch.Tensor, mode: str = "naive", *, naclip_std: float = NACLIP_STD
+    ) -> torch.Tensor:
         """``[B, 3, H, W]`` -> ``[B, D, H/p, W/p]`` features of the named dense mode (see adapters.dense)."""
         if mode not in DENSE_MODES:
             raise UserError(f"dense mode {mode!r}: expected one of {', '.join(DENSE_MODES)}")
         if self._dense_problem:
             raise UserError(f"{self.name}: dense modes are unsupported: {self._dense_problem}")
+        std = check_naclip_std(naclip_std)
         with torch.inference_mode():
-            tokens = dense.dense_tokens(self.model.visual, images.to(self.device), mode, self._pos_cache)
+            tokens = dense.dense_tokens(self.model.visual, images.to(self.device), mode, self._pos_cache, std)
             return F.normalize(tokens, dim=1)
 
 

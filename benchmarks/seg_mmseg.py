@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from mmengine.hooks import Hook
-from mmseg.datasets import BaseSegDataset, PascalVOCDataset
+from mmseg.datasets import BaseSegDataset, COCOStuffDataset, PascalVOCDataset
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import DATASETS, HOOKS, METRICS
 
@@ -58,6 +58,32 @@ class PascalVOC20Dataset(PascalVOCDataset):
 
     def __init__(self, ann_file: str, reduce_zero_label: bool = True, **kwargs: Any) -> None:
         super().__init__(ann_file=ann_file, reduce_zero_label=reduce_zero_label, **kwargs)
+
+
+@DATASETS.register_module()
+class COCOObjectDataset(BaseSegDataset):
+    """COCO-Object: COCO-Stuff-164k's 80 thing classes (mmseg's COCOStuffDataset classes/palette, first 80) after a
+    ``background`` class that is scored (label 0: every stuff and unlabelled pixel), in the label maps
+    ``<id>_instanceTrainIds.png`` that ``silc-bench data coco-object`` writes (``benchmarks/coco_object.py``)."""
+
+    METAINFO = {
+        "classes": ("background", *COCOStuffDataset.METAINFO["classes"][:80]),
+        "palette": [[0, 0, 0], *COCOStuffDataset.METAINFO["palette"][:80]],
+    }
+
+    def __init__(
+        self,
+        img_suffix: str = ".jpg",
+        seg_map_suffix: str = "_instanceTrainIds.png",
+        reduce_zero_label: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            reduce_zero_label=reduce_zero_label,
+            **kwargs,
+        )
 
 
 @METRICS.register_module()

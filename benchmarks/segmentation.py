@@ -1,4 +1,6 @@
-"""Zero-shot semantic segmentation on ADE20K (benchmark ``seg-ade20k``) through mmsegmentation.
+"""Zero-shot semantic segmentation on ADE20K (benchmark ``seg-ade20k``) through mmsegmentation; its protocols also
+cover the ovss8 suite's Pascal VOC, Pascal Context, COCO-Object, COCO-Stuff and Cityscapes, each read from its
+public layout (``benchmarks/seg_layouts.py``).
 
 Loads the protocol's shipped mmseg config (``benchmarks/configs/mmseg/``: mmseg's ``ADE20KDataset`` with
 ``reduce_zero_label``, its test pipeline, our registered ``ZeroShotSegmentor``, ``IoUMetric``) with mmengine's
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adapters.encoder import DENSE_MODES
+from adapters.encoder import DENSE_MODES, NACLIP_STD, check_naclip_std
 from benchmarks.identity import ADE20K_CLASSES, ADE20K_VAL_IMAGES, PublicDataset
 from benchmarks.mm_logs import logs_to_stderr
 from benchmarks.options import HarnessOptions, option
@@ -27,6 +29,9 @@ from benchmarks.readers.images import (
     settle_bad_images,
 )
 from benchmarks.registry import Evaluation, Harness, collect_problems, register
+from benchmarks.seg_layouts import ADE as ADE_LAYOUT
+from benchmarks.seg_layouts import SegLayout, layout_of, public_claims, reduces_zero_label
+from benchmarks.seg_names import SHIPPED_NAMES, SHIPPED_PREFIX, names_file
 from silc.errors import UserError, listed
 from silc.io import atomic_write_text
 
@@ -37,13 +42,17 @@ if TYPE_CHECKING:
     from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
+# naclip_std is recorded only with dense mode naclip, pamr_* only with PAMR on (pamr_iterations set): the records
+# of before these knobs keep their protocol hash (pinned_knobs).
 _ADE = {"dataset": "ADE20KDataset", "split": "validation", "max_long_side": 2048, "names": "dataset",
-        "templates": "openai80", "dense_mode": "naive", "logit_scale": 100.0, "bg_threshold": None}  # fmt: skip
+        "templates": "openai80", "dense_mode": "naive", "logit_scale": 100.0, "bg_threshold": None,
+        "naclip_std": NACLIP_STD, "pamr_iterations": None, "pamr_dilations": [8, 16]}  # fmt: skip
 _LINEAR = {"method": "linear", "dataset": "ADE20KDataset", "train_split": "training", "split": "validation",
            "max_long_side": 2048, "dense_mode": "naive", "short_side": 512, "crop": 512, "stride": 341,
            "ratio_range": [0.5, 2.0], "cat_max_ratio": 0.75, "flip_prob": 0.5, "photometric": True, "batch": 16,
            "iters": 40000, "warmup_iters": 1500, "lr": 1e-3, "weight_decay": 1e-4, "poly_power": 1.0,
            "seed": 0}  # fmt: skip
+_OVSS = {**_ADE, "short_side": 336, "crop": 224, "stride": 112}
 PROTOCOLS: dict[str, dict[str, Any]] = {
     # TCL / ClearCLIP: short side 448, 448 windows every 224 px.
     "ade-448": {**_ADE, "short_side": 448, "crop": 448, "stride": 224},
@@ -60,12 +69,30 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "linear-fast": {"method": "patch-linear", "dataset": "SynthADE20KDataset", "train_split": "training",
                     "split": "validation", "max_long_side": 2048, "short_side": 64, "dense_mode": "naive",
                     "steps": 300, "lr": 0.01, "weight_decay": 1e-4, "seed": 0},
+    # The ovss8 suite (benchmarks/suites/ovss8.yaml, with ade-336): the open-vocabulary segmentation benchmarks of
+    # SCLIP / NACLIP at NACLIP's settings: short side 336 (Cityscapes 560), 224 windows every 112 px (VOC: whole
+    # images, one window up to the longest side); with a background class, logit scale 40 and background where the
+    # top class probability is below 0.1; names: mmseg's classes, with SCLIP/NACLIP's synonyms where they list some.
+    "voc21": {**_OVSS, "dataset": "PascalVOCDataset", "split": "val", "names": "shipped:voc21", "crop": 2048,
+              "stride": 2048, "logit_scale": 40.0, "bg_threshold": 0.1},
+    "voc20": {**_OVSS, "dataset": "PascalVOC20Dataset", "split": "val", "names": "shipped:voc20", "crop": 2048,
+              "stride": 2048},
+    "context60": {**_OVSS, "dataset": "PascalContextDataset", "split": "val", "logit_scale": 40.0,
+                  "bg_threshold": 0.1},
+    "context59": {**_OVSS, "dataset": "PascalContextDataset59", "split": "val"},
+    "coco-object": {**_OVSS, "dataset": "COCOObjectDataset", "split": "val2017", "names": "shipped:coco-object",
+                    "logit_scale": 40.0, "bg_threshold": 0.1},
+    "coco-stuff": {**_OVSS, "dataset": "COCOStuffDataset", "split": "val2017"},
+    "cityscapes": {**_OVSS, "dataset": "CityscapesDataset", "split": "val", "short_side": 560},
 }  # fmt: skip
-LAYOUT = "ADEChallengeData2016/{images,annotations}/<split>/ with <stem>.jpg images and <stem>.png label maps"
+LAYOUT = ADE_LAYOUT.text
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "mmseg"
 LABEL_SAMPLE = 20  # label maps whose values the preflight reads (evenly spaced by name)
 # The shipped config each protocol is; the harness loads it and applies the protocol to it as overrides.
-CONFIG_FILES = {"ade-448": "ade20k_448.py", "ade-336": "ade20k_336.py", "synth": "synth_ade20k.py"}
+CONFIG_FILES = {"ade-448": "ade20k_448.py", "ade-336": "ade20k_336.py", "synth": "synth_ade20k.py",
+                "voc21": "ovss_voc21.py", "voc20": "ovss_voc20.py", "context60": "ovss_context60.py",
+                "context59": "ovss_context59.py", "coco-object": "ovss_coco_object.py",
+                "coco-stuff": "ovss_coco_stuff.py", "cityscapes": "ovss_cityscapes.py"}  # fmt: skip
 # The parts of a loaded config that the harness runs (and records as ``extra.mmseg_config``).
 RUN_KEYS = ("custom_imports", "default_scope", "model", "test_dataloader", "test_evaluator", "test_cfg")
 
@@ -88,41 +115,30 @@ def _require_mm() -> None:
 
 def ade_root(data_root: Path) -> Path:
     """``data_root`` itself or its ``ADEChallengeData2016/`` child, whichever holds ``images/`` + ``annotations/``."""
-    for root in (data_root / "ADEChallengeData2016", data_root):
-        if (root / "images").is_dir() and (root / "annotations").is_dir():
-            return root
-    raise UserError(f"{data_root}: expected {LAYOUT}")
+    return ADE_LAYOUT.root(data_root)
 
 
-def check_pairs(root: Path, split: str, img_suffix: str = ".jpg", seg_suffix: str = ".png") -> int:
-    """Number of images of ``split``; every image needs its label map (a UserError names what is missing)."""
-    img_dir, ann_dir = root / "images" / split, root / "annotations" / split
-    for folder in (img_dir, ann_dir):
-        if not folder.is_dir():
-            raise UserError(f"{folder}: folder missing; expected {LAYOUT}")
-    stems = sorted(p.name[: -len(img_suffix)] for p in img_dir.rglob(f"*{img_suffix}"))
-    if not stems:
-        raise UserError(f"{img_dir}: no *{img_suffix} images; expected {LAYOUT}")
-    missing = [s for s in stems if not (ann_dir / f"{s}{seg_suffix}").is_file()]
-    if missing:
-        raise UserError(
-            f"{ann_dir}: no label map for {len(missing)} of {len(stems)} images, e.g. {missing[0]}{seg_suffix}"
-        )
-    return len(stems)
+def dataset_root(data_root: Path, protocol: dict[str, Any]) -> Path:
+    """The root of the protocol's dataset under ``data_root``, in the layout its mmseg dataset class reads
+    (``benchmarks/seg_layouts.py``: ADE20K, Pascal VOC / Context, COCO-Stuff / -Object, Cityscapes)."""
+    return layout_of(protocol["dataset"]).root(data_root)
+
+
+def check_pairs(root: Path, split: str, layout: SegLayout = ADE_LAYOUT) -> int:
+    """Number of images of ``split`` in ``layout``; every image needs its label map (a UserError names what is
+    missing)."""
+    return layout.check_pairs(root, split)
 
 
 def find_bad_pairs(
-    root: Path, split: str, img_suffix: str = ".jpg", seg_suffix: str = ".png"
+    root: Path, split: str, layout: SegLayout = ADE_LAYOUT
 ) -> tuple[dict[str, str], list[str]]:
     """Decode every image of ``split`` and its label map fully with PIL (mmseg decodes images with cv2, which
     reads a truncated JPEG as grey without a word). Returns ``{file relative to root: why}`` of the files that do
-    not decode, and the names (under ``images/<split>``, without the suffix, in mmseg's order) of the images
-    that decode with their label maps."""
-    img_dir, ann_dir = root / "images" / split, root / "annotations" / split
-    files = sorted(p.relative_to(img_dir).as_posix() for p in img_dir.rglob(f"*{img_suffix}"))
-    names = [f[: -len(img_suffix)] for f in files]  # sorted with the suffix, as mmseg sorts its img_paths
-    pairs = [(img_dir / f"{n}{img_suffix}", ann_dir / f"{n}{seg_suffix}") for n in names]
-    paths = [p for pair in pairs for p in pair]
+    not decode, and the names (as mmseg names them: under the image folder, without the suffix, in its order) of
+    the images that decode with their label maps."""
+    names = layout.names(root, split)
+    paths = [p for pair in layout.pairs(root, split, names) for p in pair]
     found = find_bad_images(paths)
     bad = {paths[i].relative_to(root).as_posix(): why for i, why in found.items()}
     kept = [n for j, n in enumerate(names) if 2 * j not in found and 2 * j + 1 not in found]
@@ -130,9 +146,22 @@ def find_bad_pairs(
 
 
 def check_knobs(protocol: dict[str, Any]) -> None:
-    """Reject knob values no run could use (unknown dense mode, non-positive sizes)."""
-    if protocol["dense_mode"] not in DENSE_MODES:
-        raise UserError(f"--dense-mode {protocol['dense_mode']!r}: expected one of {', '.join(DENSE_MODES)}")
+    """Reject knob values no run could use (unknown dense mode, non-positive sizes, a std or PAMR setting that is
+    unusable or set where it does nothing)."""
+    mode = protocol["dense_mode"]
+    if mode not in DENSE_MODES:
+        raise UserError(f"--dense-mode {mode!r}: expected one of {', '.join(DENSE_MODES)}")
+    std = check_naclip_std(protocol.get("naclip_std", NACLIP_STD))
+    if mode != "naclip" and std != NACLIP_STD:
+        raise UserError(
+            f"--naclip-std {std:g}: applies to --dense-mode naclip only (the dense mode is {mode})"
+        )
+    if protocol.get("pamr_iterations") is not None:
+        from adapters.pamr import check_pamr
+
+        check_pamr(protocol["pamr_iterations"], protocol.get("pamr_dilations", _ADE["pamr_dilations"]))
+    elif protocol.get("pamr_dilations", _ADE["pamr_dilations"]) != _ADE["pamr_dilations"]:
+        raise UserError("--pamr-dilations: applies with --pamr-iterations N only (PAMR is off)")
     for key in ("short_side", "crop", "stride"):
         if not isinstance(protocol[key], int) or protocol[key] < 1:
             raise UserError(f"protocol knob {key}: expected a positive integer, got {protocol[key]!r}")
@@ -140,6 +169,23 @@ def check_knobs(protocol: dict[str, Any]) -> None:
         raise UserError(
             f"protocol knob bg_threshold: expected a probability in (0, 1), got {protocol['bg_threshold']}"
         )
+
+
+def pinned_knobs(protocol: dict[str, Any]) -> dict[str, Any]:
+    """``protocol`` with ``naclip_std`` kept (as a float) only for dense mode naclip and ``pamr_iterations`` /
+    ``pamr_dilations`` only with PAMR on, so that the records of every other run keep the protocol hash they had
+    before these knobs existed (:func:`check_knobs` has accepted ``protocol``)."""
+    pinned = dict(protocol)
+    std = pinned.pop("naclip_std", NACLIP_STD)
+    if pinned["dense_mode"] == "naclip":
+        pinned["naclip_std"] = float(std)
+    dilations = pinned.pop("pamr_dilations", _ADE["pamr_dilations"])
+    if pinned.pop("pamr_iterations", None) is not None:
+        pinned |= {
+            "pamr_iterations": protocol["pamr_iterations"],
+            "pamr_dilations": list(dilations),
+        }
+    return pinned
 
 
 def own_vocabulary(root: Path) -> list[str] | None:
@@ -184,16 +230,25 @@ def check_names_match(protocol: dict[str, Any], root: Path, classes: list[list[s
         raise UserError(f"{protocol['names']}: {len(names)} classes, but the dataset has {len(classes)}")
 
 
-def check_label_sample(root: Path, split: str, num_classes: int, sample: int = LABEL_SAMPLE) -> None:
-    """Label values of ``sample`` evenly spaced label maps (by name) of ``split``: with reduce_zero_label (ADE20K:
-    0 is "other") only 0..classes and 255 are labels; IoUMetric would drop any other value without a word."""
+def check_label_sample(
+    root: Path,
+    split: str,
+    num_classes: int,
+    sample: int = LABEL_SAMPLE,
+    layout: SegLayout = ADE_LAYOUT,
+    reduce_zero_label: bool = True,
+) -> None:
+    """Label values of the label maps of ``sample`` evenly spaced images (in mmseg's order) of ``split`` in
+    ``layout``: only 0..classes-1 (with reduce_zero_label, as ADE20K's 0 "other": 0..classes) and 255 are labels;
+    IoUMetric would drop any other value without a word."""
     import numpy as np
 
-    ann_dir = root / "annotations" / split
-    files = sorted(ann_dir.rglob("*.png"))
-    picks = sorted({files[round(i)] for i in np.linspace(0, len(files) - 1, min(sample, len(files)))})
+    ann_dir = layout.dirs(root, split)[1]
+    names = layout.names(root, split)
+    picks = sorted({names[round(i)] for i in np.linspace(0, len(names) - 1, min(sample, len(names)))})
+    top = num_classes if reduce_zero_label else num_classes - 1
     bad = []
-    for path in picks:
+    for _, path in layout.pairs(root, split, picks):
         try:
             with bomb_warnings_silenced():
                 labels = decode_label_map(path)
@@ -203,13 +258,14 @@ def check_label_sample(root: Path, split: str, num_classes: int, sample: int = L
             bad.append(f"{path.name} ({labels.shape[-1]} channels, not a label map)")
             continue
         values = np.unique(labels)
-        wrong = values[(values > num_classes) & (values != 255)].tolist()
+        wrong = values[(values > top) & (values != 255)].tolist()
         if wrong:
             bad.append(f"{path.name} (values {listed(wrong, 5)})")
     if bad:
+        reduced = ", reduce_zero_label" if reduce_zero_label else ""
         raise UserError(
-            f"{ann_dir}: {len(bad)} of {len(picks)} sampled label maps hold values other than 0..{num_classes} "
-            f"and 255 ({num_classes} classes, reduce_zero_label): {listed(bad, 3)}"
+            f"{ann_dir}: {len(bad)} of {len(picks)} sampled label maps hold values other than 0..{top} "
+            f"and 255 ({num_classes} classes{reduced}): {listed(bad, 3)}"
         )
 
 
@@ -243,11 +299,14 @@ def ade20k_differences(data_root: Path, protocol: dict[str, Any]) -> list[str]:
 
 
 def class_names_source(protocol: dict[str, Any], root: Path) -> str | dict:
-    """What the segmentor reads its class names from: the dataset's own list or a names file."""
+    """What the segmentor reads its class names from: the dataset's own list or a names file (a shipped one for
+    ``shipped:<name>``, benchmarks/seg_names.py)."""
     if protocol["names"] != "dataset":
-        return str(protocol["names"])
+        return names_file(str(protocol["names"]))
     if protocol["dataset"] == "SynthADE20KDataset":
         return str(root / "classnames.txt")
+    import benchmarks.seg_mmseg  # noqa: F401  (registers the dataset classes mmseg lacks: VOC-20, COCO-Object)
+
     return {"dataset": protocol["dataset"]}
 
 
@@ -274,7 +333,7 @@ def config_overrides(
     """What the harness sets on ``cfg`` (the ``mmengine.config.Config`` loaded from ``config_file``), as
     ``Config.merge_from_dict`` keys: every protocol knob, the model spec, the data root and the run options
     (workers, images per batch, windows per forward, where predictions go) and the per-class metric."""
-    split = protocol["split"]
+    split, layout = protocol["split"], layout_of(protocol["dataset"])
     pipeline = cfg.test_dataloader.dataset.pipeline
     (resize,) = (i for i, step in enumerate(pipeline) if step["type"] == "Resize")
     scale = (protocol["max_long_side"], protocol["short_side"])
@@ -283,6 +342,7 @@ def config_overrides(
         "model.class_names": class_names_source(protocol, Path(root)),
         "model.templates": protocol["templates"],
         "model.dense_mode": protocol["dense_mode"],
+        **dense_knob_overrides(protocol),
         "model.crop_size": protocol["crop"],
         "model.stride": protocol["stride"],
         "model.logit_scale": protocol["logit_scale"],
@@ -292,13 +352,27 @@ def config_overrides(
         "test_dataloader.num_workers": workers,
         "test_dataloader.dataset.type": protocol["dataset"],
         "test_dataloader.dataset.data_root": str(root),
-        "test_dataloader.dataset.data_prefix.img_path": f"images/{split}",
-        "test_dataloader.dataset.data_prefix.seg_map_path": f"annotations/{split}",
+        "test_dataloader.dataset.data_prefix.img_path": layout.img_dir.format(split=split),
+        "test_dataloader.dataset.data_prefix.seg_map_path": layout.seg_dir.format(split=split),
         f"test_dataloader.dataset.pipeline.{resize}.scale": scale,
         "test_evaluator.type": "PerClassIoUMetric",
     }
+    if layout.split_file is not None:  # the split's image list (Pascal VOC, Pascal Context)
+        overrides["test_dataloader.dataset.ann_file"] = layout.split_file.format(split=split)
     if output_dir:
         overrides["test_evaluator.output_dir"] = output_dir
+    return overrides
+
+
+def dense_knob_overrides(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The segmentor's ``naclip_std`` (with dense mode naclip) and PAMR settings (with PAMR on) as config
+    overrides; none otherwise, so that the other protocols' configs are their shipped files."""
+    overrides: dict[str, Any] = {}
+    if protocol["dense_mode"] == "naclip":
+        overrides["model.naclip_std"] = float(protocol.get("naclip_std", NACLIP_STD))
+    if protocol.get("pamr_iterations") is not None:
+        overrides["model.pamr_iterations"] = protocol["pamr_iterations"]
+        overrides["model.pamr_dilations"] = list(protocol.get("pamr_dilations", _ADE["pamr_dilations"]))
     return overrides
 
 
@@ -362,12 +436,14 @@ def run_config(
     return metrics, runner
 
 
-def decode_check(root: Path, split: str, skip: bool) -> tuple[list[str], list[str], float]:
+def decode_check(
+    root: Path, split: str, skip: bool, layout: SegLayout = ADE_LAYOUT
+) -> tuple[list[str], list[str], float]:
     """Every image of ``split`` and its label map decoded before mmseg reads them (:func:`find_bad_pairs`); bad
     files stop the run in one line or, with ``skip``, leave their images out. Returns the names of the images
     evaluated (mmseg's order), the files skipped and the seconds the check took."""
     start = time.perf_counter()
-    bad, kept = find_bad_pairs(root, split)
+    bad, kept = find_bad_pairs(root, split, layout)
     check_s = time.perf_counter() - start
     return kept, settle_bad_images(bad, root, skip, len(kept)), check_s
 
@@ -400,8 +476,26 @@ class SegOptions(HarnessOptions):
     """Options of ``seg-ade20k`` (``batch_size``: slide windows per encoder forward, default 64)."""
 
     dense_mode: str | None = option(None, "dense feature mode", knob=True, choices=DENSE_MODES)
+    naclip_std: float | None = option(
+        None,
+        f"std in patches of dense mode naclip's Gaussian attention prior (default {NACLIP_STD:g})",
+        knob=True,
+    )
+    pamr_iterations: int | None = option(
+        None,
+        "refine the logits with N PAMR steps guided by the image (NACLIP: 10; default: no PAMR)",
+        knob=True,
+        metavar="N",
+    )
+    pamr_dilations: list[int] | None = option(
+        None, "PAMR neighbourhood dilations in pixels (default 8 16)", knob=True, metavar="D"
+    )
     names: str | None = option(
-        None, "class names file, one class per line, synonyms comma-separated", knob=True, metavar="FILE"
+        None,
+        "class names file, one class per line, synonyms comma-separated, or a shipped list: "
+        + ", ".join(f"{SHIPPED_PREFIX}{name}" for name in SHIPPED_NAMES),
+        knob=True,
+        metavar="FILE",
     )
     templates: str | None = option(None, "openai80, simple7, identity or a templates file", knob=True)
     short_side: int | None = option(None, "resize the short side to this", knob=True)
@@ -430,7 +524,7 @@ class SegADE20K(Harness):
     key_metrics = ("mIoU", "aAcc", "mAcc")
     table_order = 40
     metric_scale = "percent"
-    public_datasets = {"ade20k": PublicDataset("ADE20K-150", ade20k_differences)}
+    public_datasets = {"ade20k": PublicDataset("ADE20K-150", ade20k_differences), **public_claims()}
 
     def preflight(
         self, data_root: Path, protocol: dict[str, Any], options: HarnessOptions, device: str
@@ -449,8 +543,9 @@ class SegADE20K(Harness):
         problems = collect_problems(lambda: check_knobs(protocol)) + ([mm] if mm else [])
         problems += collect_problems(lambda: resolve_templates(protocol["templates"]))
         try:
-            root = ade_root(data_root)
-            check_pairs(root, protocol["split"])
+            layout = layout_of(protocol["dataset"])
+            root = layout.root(data_root)
+            check_pairs(root, protocol["split"], layout)
         except UserError as e:
             return [*problems, str(e)]
         if mm:  # the class lists below come from mmseg
@@ -462,7 +557,13 @@ class SegADE20K(Harness):
         return problems + collect_problems(
             lambda: check_vocabulary(protocol, root),
             lambda: check_names_match(protocol, root, classes),
-            lambda: check_label_sample(root, protocol["split"], len(classes)),
+            lambda: check_label_sample(
+                root,
+                protocol["split"],
+                len(classes),
+                layout=layout,
+                reduce_zero_label=reduces_zero_label(protocol["dataset"]),
+            ),
         )
 
     def pin_protocol(self, protocol: dict[str, Any], encoder: Encoder, data_root: Path) -> dict[str, Any]:
@@ -478,11 +579,12 @@ class SegADE20K(Harness):
         from silc.kernel import resolve_templates
 
         check_knobs(protocol)
-        check_vocabulary(protocol, ade_root(data_root))
-        classes = class_names_from(class_names_source(protocol, ade_root(data_root)))
+        root = dataset_root(data_root, protocol)
+        check_vocabulary(protocol, root)
+        classes = class_names_from(class_names_source(protocol, root))
         templates = resolve_templates(protocol["templates"])
         return {
-            **protocol,
+            **pinned_knobs(protocol),
             "templates_count": len(templates.texts),
             "templates_sha256": templates.sha256,
             "names_count": len(classes),
@@ -512,15 +614,16 @@ class SegADE20K(Harness):
         from benchmarks.seg_mmseg import SegPanelHook, write_panels
 
         protocol = self.pin_protocol(protocol, encoder, data_root)
-        root = ade_root(data_root)
-        check_pairs(root, protocol["split"])
+        layout = layout_of(protocol["dataset"])
+        root = layout.root(data_root)
+        check_pairs(root, protocol["split"], layout)
         if protocol["dense_mode"] not in encoder.dense_modes:
             raise UserError(
                 f"encoder {encoder.name!r} does not support dense mode {protocol['dense_mode']!r}"
             )
         classes = dataset_classes(protocol, root)
         check_names_match(protocol, root, classes)
-        kept, skipped, check_s = decode_check(root, protocol["split"], options.skip_bad_images)
+        kept, skipped, check_s = decode_check(root, protocol["split"], options.skip_bad_images, layout)
         workers = options.workers
         windows = options.batch_size or 64
         cfg = load_config(

@@ -17,6 +17,7 @@ from silc.errors import UserError
 from silc.heads import HeadConfig
 from silc.io import atomic_write_text
 from silc.kernel.configs import deep_merge
+from silc.masking import MaskConfig
 from silc.model import ModelConfig
 from silc.optim import OptimConfig
 from silc.views import ViewsConfig
@@ -26,7 +27,8 @@ from silc.views import ViewsConfig
 class LossConfig:
     """Objective switch and the distillation hyper-parameters (DINO defaults)."""
 
-    objective: Literal["clip", "distill", "silc"] = "silc"
+    # silc_masked: silc + masked patch self-distillation (iBOT; SigLIP 2's second term), ``masked_weight`` x it
+    objective: Literal["clip", "distill", "silc", "silc_masked"] = "silc"
     contrastive: Literal["clip", "siglip"] = "clip"
     distill_weight: float = 1.0
     student_temp: float = 0.1
@@ -35,6 +37,7 @@ class LossConfig:
     warmup_teacher_temp_steps: int = 300
     center_momentum: float = 0.9
     distill_start_step: int = 0
+    masked_weight: float = 1.0  # weight of the masked patch term (objective silc_masked)
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -282,6 +286,10 @@ def validate(cfg: Config) -> None:
         raise UserError("ema: need momentum <= final_momentum <= 1.0")
     if not 0.0 <= cfg.ema.momentum <= 1.0:
         raise UserError("ema.momentum must be in [0, 1]")
+    if cfg.loss.objective == "silc_masked":
+        cfg.mask.check()
+        if cfg.loss.masked_weight < 0:
+            raise UserError(f"loss.masked_weight: expected a value >= 0, got {cfg.loss.masked_weight}")
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:

@@ -28,7 +28,8 @@ from silc.errors import UserError
 from silc.io import atomic_write_json
 from silc.kernel import autocast, make_tokenizer, resolve_model_config
 from silc.kernel import resolve_precision as resolve_precision_name
-from silc.losses import ContrastiveLoss, DINOLoss
+from silc.losses import ContrastiveLoss, DINOLoss, MaskedPatchLoss
+from silc.masking import batch_masks
 from silc.model import SiLCModel, Teacher, build_student
 from silc.optim import build_optimizer
 from silc.schedules import lr_at, momentum_at, teacher_temp_at
@@ -85,14 +86,22 @@ class Trainer:
             )
         self.local_batch = cfg.train.batch_size // self.dist.world_size
         obj = cfg.loss.objective
-        self.use_contrastive = obj in ("clip", "silc")
-        self.use_distill = obj in ("distill", "silc")
+        self.use_contrastive = obj in ("clip", "silc", "silc_masked")
+        self.use_distill = obj in ("distill", "silc", "silc_masked")
+        self.use_masked = obj == "silc_masked"
 
         self.model_name, self.model_cfg = resolve_model_config(cfg.model.name, cfg.model.overrides)
         torch.manual_seed(cfg.seed)
         self.model: SiLCModel = build_student(
-            self.model_cfg, cfg.head if self.use_distill else None, None if resume else cfg.model.pretrained
+            self.model_cfg,
+            cfg.head if self.use_distill else None,
+            None if resume else cfg.model.pretrained,
+            masked=self.use_masked,
         )
+        if self.use_masked and getattr(self.model.clip.visual.patch_dropout, "prob", 0.0) > 0:
+            raise UserError(
+                "loss.objective silc_masked: needs a ViT without patch dropout (vision_cfg.patch_dropout 0)"
+            )
         if not self.use_contrastive:  # distill-only: the text tower and logit scale take no part
             for name, p in self.model.clip.named_parameters():
                 if not name.startswith("visual."):
@@ -103,6 +112,11 @@ class Trainer:
         self.teacher = Teacher(self.model).to(self.device) if self.use_distill else None
         self.dino = DINOLoss(cfg.head.out_dim, cfg.loss.student_temp, cfg.loss.center_momentum).to(
             self.device
+        )
+        self.masked_loss = (
+            MaskedPatchLoss(cfg.head.out_dim, cfg.loss.student_temp, cfg.loss.center_momentum).to(self.device)
+            if self.use_masked
+            else None
         )
         self.contrastive = (
             ContrastiveLoss(cfg.loss.contrastive, self.dist.rank, self.dist.world_size)
@@ -158,6 +172,7 @@ class Trainer:
             "teacher": _cpu(self.teacher.state_dict()) if self.teacher is not None else None,
             "head": _cpu(self.model.head.state_dict()) if self.model.head is not None else None,
             "center": self.dino.center.detach().cpu(),
+            **(self._masked_state() if self.use_masked else {}),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "scheduler": {"step": step, **self.schedule_values(step)},
@@ -167,6 +182,14 @@ class Trainer:
             "rng": rng,
             "data_position": distributed.gather_objects(self.loader.state_dict(), self.dist),
             "config": to_dict(self.cfg),
+        }
+
+    def _masked_state(self) -> dict[str, Any]:
+        """The masked objective's own state: the student's patch predictor (mask token, patch head), the patch
+        centre (the teacher's patch head is in ``teacher``)."""
+        return {
+            "patch": _cpu(self.model.patch.state_dict()),
+            "patch_center": self.masked_loss.center.detach().cpu(),
         }
 
     def _restore(self, path: str | Path) -> None:
@@ -179,6 +202,13 @@ class Trainer:
             self.model.head.load_state_dict(ckpt["head"])
             self.teacher.load_state_dict(ckpt["teacher"])
             self.dino.center.copy_(ckpt["center"])
+        if self.use_masked:
+            if ckpt.get("patch") is None:
+                raise UserError(
+                    f"{path}: checkpoint has no patch predictor; it was not trained with silc_masked"
+                )
+            self.model.patch.load_state_dict(ckpt["patch"])
+            self.masked_loss.center.copy_(ckpt["patch_center"])
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except ValueError as e:
@@ -236,10 +266,19 @@ class Trainer:
             batch["clean"].to(dev, non_blocking=True) if self.use_contrastive and "clean" in batch else None
         )
         text = batch["text"].to(dev, non_blocking=True) if self.use_contrastive else None
+        masks = self._masks(global_x) if distill_on and self.use_masked else None
 
         terms: dict[str, torch.Tensor] = {}
         with self.autocast():
-            out = self.forward(global_x, local_x, clean_x, text, distill=distill_on)
+            out = self.forward(
+                global_x,
+                local_x,
+                clean_x,
+                text,
+                distill=distill_on,
+                masked_x=global_x if masks is not None else None,
+                mask=masks,
+            )
             total = global_x.new_zeros((), dtype=torch.float32)
             if self.use_contrastive:
                 img = out["clean"] if clean_x is not None else out["global"]
@@ -253,7 +292,14 @@ class Trainer:
                 )
                 total = total + terms["loss_contrastive"]
             if distill_on:
-                teacher_out = self.teacher(global_x)
+                if masks is not None:
+                    teacher_out, teacher_patches = self.teacher.forward_with_patches(global_x)
+                    terms["loss_masked"] = self.masked_loss(
+                        out["student_patches"], teacher_patches, masks, sched["teacher_temp"]
+                    )
+                    total = total + c.loss.masked_weight * terms["loss_masked"]
+                else:
+                    teacher_out = self.teacher(global_x)
                 terms["loss_distill"] = self.dino(
                     out["student"],
                     teacher_out,
@@ -289,6 +335,15 @@ class Trainer:
         metrics.update(sched if self.use_distill else {"lr": sched["lr"]})
         metrics["logit_scale"] = float(self.model.clip.logit_scale.detach().exp())
         return metrics
+
+    def _masks(self, global_x: torch.Tensor) -> torch.Tensor:
+        """Block masks for the student's global views ([G·B, h*w] bool, on the device) from a generator seeded by
+        (seed, step, rank), so a resumed run draws the same masks and the other random streams are untouched."""
+        visual = self.model.clip.visual
+        grid = (global_x.shape[-2] // visual.patch_size[0], global_x.shape[-1] // visual.patch_size[1])
+        seed = ((self.cfg.seed * 1_000_003 + self.step) * 131 + self.dist.rank) * 2 + 1
+        gen = torch.Generator().manual_seed(seed)
+        return batch_masks(global_x.shape[0], grid, self.cfg.mask, gen).to(global_x.device)
 
     @torch.no_grad()
     def probes(self) -> dict[str, float]:

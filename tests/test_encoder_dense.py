@@ -51,7 +51,22 @@ def _reference_pos(visual, h: int, w: int) -> torch.Tensor:
     return torch.cat([table[:1], patches])
 
 
-def _reference_dense(visual, images: torch.Tensor, mode: str) -> torch.Tensor:
+def naclip_prior(h: int, w: int, std: float) -> torch.Tensor:
+    """NACLIP's additive attention prior written out: patch (i, j) is token 1 + i * w + j; exp(-squared grid
+    distance / (2 std^2)) between patches, 0 in the class token's row and column."""
+    n = h * w + 1
+    prior = [[0.0] * n for _ in range(n)]
+    for i in range(h):
+        for j in range(w):
+            for k in range(h):
+                for m in range(w):
+                    prior[1 + i * w + j][1 + k * w + m] = math.exp(
+                        -((i - k) ** 2 + (j - m) ** 2) / (2 * std**2)
+                    )
+    return torch.tensor(prior, dtype=torch.float64)
+
+
+def _reference_dense(visual, images: torch.Tensor, mode: str, naclip_std: float = 5.0) -> torch.Tensor:
     """Step-by-step dense features: open_clip modules for the fixed parts, the last block's attention by hand."""
     b, _, height, width = images.shape
     p = visual.conv1.kernel_size[0]
@@ -84,12 +99,15 @@ def _reference_dense(visual, images: torch.Tensor, mode: str) -> torch.Tensor:
                 a = torch.softmax(qh @ qh.transpose(1, 2) / math.sqrt(d), dim=-1) + torch.softmax(
                     kh @ kh.transpose(1, 2) / math.sqrt(d), dim=-1
                 )
+            elif mode == "naclip":
+                logits = kh @ kh.transpose(1, 2) / math.sqrt(d) + naclip_prior(h, w, naclip_std)
+                a = torch.softmax(logits, dim=-1)
             else:
                 assert mode == "clearclip"
                 a = torch.softmax(qh @ qh.transpose(1, 2) / math.sqrt(d), dim=-1)
             heads.append(a @ vh)
         o = torch.cat(heads, dim=-1) @ attn.out_proj.weight.T + attn.out_proj.bias
-        if mode == "clearclip":
+        if mode in ("clearclip", "naclip"):  # residual and FFN dropped
             x = o
         else:
             z = x + o

@@ -75,7 +75,7 @@ def test_tiny_encoder_contract(tiny_encoder):
     assert enc.device == torch.device("cpu")
     assert not enc.model.training
     assert enc.logit_scale == pytest.approx(float(enc.model.logit_scale.exp()))
-    assert enc.dense_modes == ("naive", "maskclip", "sclip", "clearclip")
+    assert enc.dense_modes == ("naive", "maskclip", "sclip", "clearclip", "naclip")
 
 
 def test_encode_image_equals_open_clip(tiny_encoder):
@@ -159,7 +159,7 @@ def test_info_prints_the_encoder(capsys, tiny_encoder):
     assert fields["name"] == "tiny"
     assert fields["embed dim"] == "64" and fields["image size"] == "64" and fields["patch size"] == "8"
     assert fields["mean"] == "0.48145466, 0.4578275, 0.40821073"
-    assert fields["dense modes"] == "naive, maskclip, sclip, clearclip"
+    assert fields["dense modes"] == "naive, maskclip, sclip, clearclip, naclip"
     n_params = sum(p.numel() for p in tiny_encoder.model.parameters())
     assert fields["parameters"] == f"{n_params:,}"
     # seeded random init -> the same fingerprint as the session fixture

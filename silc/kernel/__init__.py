@@ -6,7 +6,8 @@ Both sides call these functions, so a model is built, tokenized and run the same
 - :mod:`silc.kernel.build`: instantiate the open_clip model class a config asks for; load weights files.
 - :mod:`silc.kernel.tokenizer`: the model's tokenizer with ``open_clip.get_tokenizer``'s semantics.
 - :mod:`silc.kernel.preprocess`: the model's eval preprocessing config (open_clip's defaults + overlay).
-- :mod:`silc.kernel.vit`: ViT tokens for any input size (resized position embeddings), pooled output.
+- :mod:`silc.kernel.vit`: ViT tokens for any input size (resized position embeddings, optional mask token), pooled
+  output, patch outputs.
 - :mod:`silc.kernel.precision`: the precision vocabulary (fp32 | bf16 | fp16, ``auto``) and autocast contexts.
 - :mod:`silc.kernel.templates`: the registry of named prompt-template sets.
 - :mod:`silc.kernel.classifier`: class embeddings from templates (open_clip's zero-shot classifier semantics).
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "deep_merge": "configs",
     "describe_mismatch": "build",
     "encode_visual": "vit",
+    "encode_visual_tokens": "vit",
     "find_model_config": "configs",
     "is_template_set": "templates",
     "load_weights": "build",

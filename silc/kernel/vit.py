@@ -55,12 +55,18 @@ def vit_tokens(
     visual: VisionTransformer,
     images: torch.Tensor,
     cache: dict[tuple[int, int], torch.Tensor] | None = None,
+    mask: torch.Tensor | None = None,
+    mask_token: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """``[B, 3, H, W]`` -> (``[B, 1 + h*w, width]`` tokens after ``ln_pre``, the token grid (h, w)): the input of
-    the ViT's transformer blocks for any input size (see the module docstring)."""
+    the ViT's transformer blocks for any input size (see the module docstring). ``mask`` ([B, h*w] bool, row-major
+    patches) replaces the masked patch embeddings by ``mask_token`` ([width]) before the position embeddings are
+    added, as iBOT does."""
     x = visual.conv1(images.to(visual.conv1.weight.dtype))
     grid = (x.shape[-2], x.shape[-1])
     x = x.flatten(2).transpose(1, 2)
+    if mask is not None:
+        x = torch.where(mask.unsqueeze(-1), mask_token.to(x.dtype), x)
     cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
     x = torch.cat([cls, x], dim=1) + position_embedding(visual, grid, cache).to(x.dtype)
     return visual.ln_pre(visual.patch_dropout(x)), grid
@@ -76,3 +82,23 @@ def encode_visual(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
     tokens, _ = vit_tokens(visual, x)
     pooled, _ = visual._pool(visual.transformer(tokens))
     return pooled @ visual.proj if visual.proj is not None else pooled
+
+
+def encode_visual_tokens(
+    visual: VisionTransformer,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    mask_token: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled ``[B, D]`` as :func:`encode_visual`, patches ``[B, h*w, D]``) of one forward of a ViT tower, the
+    patches as the dense features' ``naive`` mode makes them (``ln_post`` then ``proj``), optionally with masked
+    patch embeddings (:func:`vit_tokens`). Needs a tower without patch dropout (the patches must stay in place)."""
+    if visual.patch_dropout.training and getattr(visual.patch_dropout, "prob", 0.0) > 0:
+        raise ValueError("patch tokens with patch dropout on: the tokens would not stay on their grid")
+    tokens, _ = vit_tokens(visual, x, mask=mask, mask_token=mask_token)
+    out = visual.transformer(tokens)
+    pooled, _ = visual._pool(out)
+    patches = visual.ln_post(out[:, 1:])
+    if visual.proj is not None:
+        pooled, patches = pooled @ visual.proj, patches @ visual.proj
+    return pooled, patches

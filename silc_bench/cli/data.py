@@ -8,7 +8,7 @@ import importlib
 from silc.errors import UserError
 
 # More ``data`` sub-commands: each module listed here defines ``register_data(data_subparsers)``.
-DATA_COMMAND_MODULES: list[str] = ["silc_bench.cli.data_ov_coco"]
+DATA_COMMAND_MODULES: list[str] = ["silc_bench.cli.data_ov_coco", "silc_bench.cli.data_ovss"]
 
 
 def _int(value: str, what: str) -> int:

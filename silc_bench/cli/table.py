@@ -1,4 +1,5 @@
-"""``silc-bench table``: result records as the paper's tables (main, ablation, full) in Markdown, LaTeX or CSV."""
+"""``silc-bench table``: result records as the paper's tables (main, ablation, full, ovss) in Markdown, LaTeX or
+CSV."""
 
 from __future__ import annotations
 
@@ -79,9 +80,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_comparison_options(p)
     p.add_argument(
         "--layout",
-        choices=("main", "ablation", "full"),
+        choices=("main", "ablation", "full", "ovss"),
         default="main",
-        help="main | ablation | full (default: main; full also shows each seed)",
+        help="main | ablation | full | ovss (default: main; full also shows each seed; ovss: one row per model, "
+        "the mIoU of the ovss8 suite's eight benchmarks and their mean, as SCLIP / NACLIP print them)",
     )
     p.add_argument(
         "--format", choices=("md", "latex", "csv"), default="md", help="md | latex | csv (default: md)"
