@@ -1,5 +1,6 @@
 """Run a suite's experiment: train every recipe x seed (resumable), evaluate every run on the suite's benchmarks,
-write each table of the write-up. Table by table, so the first table's results exist before the next one trains.
+write each table of the write-up. Table by table, and within a table round by round (as many runs as train at
+once), so results are kept as they come: an interruption loses at most the round in progress.
 
 Beside each run's records goes ``training.yaml`` (its merged training config, seed, steps and the hashes of the
 config and the trainer's source): the provenance of the records, and what lets a later call skip a run whose
@@ -91,14 +92,10 @@ def recorded(suite: Suite, results: Path, alias: str, provenance: dict) -> bool:
     return complete
 
 
-def _train(
-    variants: list[Variant], spec: ExperimentSpec, world: Path, runs: Path, jobs: int | None
-) -> list[str]:
-    from silc_bench.app.variant_runs import default_jobs, raise_on_failures, train_variants
+def _train(variants: list[Variant], spec: ExperimentSpec, world: Path, runs: Path, jobs: int) -> list[str]:
+    from silc_bench.app.variant_runs import raise_on_failures, train_variants
 
-    done = train_variants(
-        tuple(variants), spec.run, 0, world, runs, spec.threads, jobs or default_jobs(spec.threads)
-    )
+    done = train_variants(tuple(variants), spec.run, 0, world, runs, spec.threads, jobs)
     raise_on_failures(done)
     return [f"{r.variant}={r.run_dir}" for r in done]
 
@@ -115,6 +112,7 @@ def run_experiment(
     written (``results/<table>.md``). Runs whose records are all in ``results`` are skipped, finished runs and
     existing records reused, interrupted runs resumed from their last checkpoint."""
     from silc_bench.app.suite_run import preflight_or_fail, run_suite, suite_data_root
+    from silc_bench.app.variant_runs import default_jobs
 
     spec = parse_experiment(suite)
     chosen = [spec.table(name) for name in tables] if tables else list(spec.tables)
@@ -130,10 +128,14 @@ def run_experiment(
             f"{results}; training {len(todo)} into {runs}",
             file=sys.stderr,
         )
-        if todo:
-            models = _train(todo, spec, world, runs, jobs)
+        at_once = jobs or default_jobs(spec.threads)
+        for start in range(
+            0, len(todo), at_once
+        ):  # a round of runs is evaluated (and kept) before the next trains
+            batch = todo[start : start + at_once]
+            models = _train(batch, spec, world, runs, at_once)
             run_suite(models, suite, world, results, device=device, identities=identities)
-            for v in todo:
+            for v in batch:
                 text = yaml.safe_dump(provenance[v.name], sort_keys=False)
                 atomic_write_text(results / v.name / TRAINING, text)
         path = results / f"{table.name}.md"
