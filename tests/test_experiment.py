@@ -64,6 +64,7 @@ def test_trains_evaluates_tabulates_and_skips_what_is_recorded(mini: Path, tmp_p
         kept = yaml.safe_load((results / alias / "training.yaml").read_text())
         assert kept["run"] == alias and kept["seed"] == int(alias[-1]) and kept["steps"] == 4
         assert kept["config"]["seed"] == kept["seed"]  # the seed reached the trainer
+        assert kept["threads"] == 1 and 0 < kept["train_seconds"] < 300
         assert len(list((results / alias).glob("zeroshot-cls.default.*.json"))) == 1
     # the table file is what `silc-bench table` prints with the command in its first line
     table = (results / "main.md").read_text()

@@ -9,6 +9,7 @@ records are all there (on another machine, with the run folder gone) instead of 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -61,6 +62,19 @@ def _kept(manifest: Path) -> dict:
         return yaml.safe_load(manifest.read_text()) or {} if manifest.is_file() else {}
     except yaml.YAMLError:
         return {}
+
+
+def train_time(run_dir: Path) -> dict[str, float]:
+    """``train_seconds``: the run's time in training steps (checkpoint writes included; start-up, evaluation and
+    any pause of an interrupted run not), summed over its log windows from ``RUN/log.jsonl``."""
+    seconds, previous = 0.0, 0
+    batch = int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["batch_size"])
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if "samples_per_s" in entry:
+            seconds += (entry["step"] - previous) * batch / entry["samples_per_s"]
+            previous = entry["step"]
+    return {"train_seconds": round(seconds, 1)}
 
 
 def recorded(suite: Suite, results: Path, alias: str, provenance: dict) -> bool:
@@ -136,8 +150,8 @@ def run_experiment(
             models = _train(batch, spec, world, runs, at_once)
             run_suite(models, suite, world, results, device=device, identities=identities)
             for v in batch:
-                text = yaml.safe_dump(provenance[v.name], sort_keys=False)
-                atomic_write_text(results / v.name / TRAINING, text)
+                kept = {**provenance[v.name], "threads": spec.threads, **train_time(runs / v.name)}
+                atomic_write_text(results / v.name / TRAINING, yaml.safe_dump(kept, sort_keys=False))
         path = results / f"{table.name}.md"
         atomic_write_text(path, f"<!-- {table_command(results, table)} -->\n{render_table(results, table)}")
         print(f"wrote {path}", file=sys.stderr)
