@@ -147,7 +147,12 @@ def test_shipped_paper_synth_experiment_parses() -> None:
     spec = parse_experiment(load_suite("paper_synth"))
     assert spec.seeds == (0, 1, 2) and spec.run.steps == 600
     assert [t.name for t in spec.tables] == ["main", "objectives", "ablation"]
-    assert set(spec.tables[0].recipes) | set(spec.tables[1].recipes) == {"clip", "distill", "silc", "silc-late"}
+    assert set(spec.tables[0].recipes) | set(spec.tables[1].recipes) == {
+        "clip",
+        "distill",
+        "silc",
+        "silc-late",
+    }
     assert all(v.config.is_file() for v in spec.recipes.values())
 
 
