@@ -553,9 +553,9 @@ def main_table(
         {g: (g + LOW, g + HIGH, significant_column(g)) for g in gains.values()} if with_ci else {}
     )
     df.attrs["seed_intervals"] = {
-        g: (g + SEED_LOW, g + SEED_HIGH)
-        for m, g in zip(others, gains.values(), strict=True)
-        if seed_pairs(m, base)
+        gains[m.label]: (gains[m.label] + SEED_LOW, gains[m.label] + SEED_HIGH)
+        for m in others
+        if base is not None and seed_pairs(m, base)
     }
     df.attrs["std"] = stds
     return df

@@ -50,7 +50,8 @@ def load_mutants(path: Path = MUTANTS_FILE) -> list[Mutant]:
 
 def repo_files(src: Path) -> list[str]:
     """Repo-relative paths git would ship: tracked plus untracked-but-not-ignored files (no .venv, .git, results
-    other than results/reference/), skipping tracked files deleted in the working tree."""
+    other than the committed ones: results/reference/, results/paper_synth/), skipping tracked files deleted in
+    the working tree."""
     listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=src,

@@ -64,6 +64,7 @@ def test_trains_evaluates_tabulates_and_skips_what_is_recorded(mini: Path, tmp_p
         kept = yaml.safe_load((results / alias / "training.yaml").read_text())
         assert kept["run"] == alias and kept["seed"] == int(alias[-1]) and kept["steps"] == 4
         assert kept["config"]["seed"] == kept["seed"]  # the seed reached the trainer
+        assert kept["threads"] == 1 and 0 < kept["train_seconds"] < 300
         assert len(list((results / alias).glob("zeroshot-cls.default.*.json"))) == 1
     # the table file is what `silc-bench table` prints with the command in its first line
     table = (results / "main.md").read_text()
@@ -145,8 +146,13 @@ def test_unknown_table_and_missing_section(mini: Path, capsys) -> None:
 def test_shipped_paper_synth_experiment_parses() -> None:
     spec = parse_experiment(load_suite("paper_synth"))
     assert spec.seeds == (0, 1, 2) and spec.run.steps == 600
-    assert [t.name for t in spec.tables] == ["main", "ablation"]
-    assert {"clip", "distill", "silc", "silc-late"} <= set(spec.tables[0].recipes)
+    assert [t.name for t in spec.tables] == ["main", "objectives", "ablation"]
+    assert set(spec.tables[0].recipes) | set(spec.tables[1].recipes) == {
+        "clip",
+        "distill",
+        "silc",
+        "silc-late",
+    }
     assert all(v.config.is_file() for v in spec.recipes.values())
 
 

@@ -367,3 +367,9 @@ def test_models_option_keeps_the_named_models(paired_seeds: Path, capsys) -> Non
     assert "silc-s0" in out and "clip-s0" in out and "silc-s1" not in out
     assert main(["table", "--results", str(paired_seeds), "--models", "dino"]) == 2
     assert "--models: no records for dino; models: clip, silc" in capsys.readouterr().err
+
+
+def test_main_table_without_baseline_has_no_seed_intervals(paired_seeds: Path) -> None:
+    df = build_table(load_results(paired_seeds), "main", None)
+    assert df.attrs["seed_intervals"] == {} and "gain" not in df.columns
+    assert "seeds" not in render(df, "md", "main")

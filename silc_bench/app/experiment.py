@@ -1,5 +1,6 @@
 """Run a suite's experiment: train every recipe x seed (resumable), evaluate every run on the suite's benchmarks,
-write each table of the write-up. Table by table, so the first table's results exist before the next one trains.
+write each table of the write-up. Table by table, and within a table round by round (as many runs as train at
+once), so results are kept as they come: an interruption loses at most the round in progress.
 
 Beside each run's records goes ``training.yaml`` (its merged training config, seed, steps and the hashes of the
 config and the trainer's source): the provenance of the records, and what lets a later call skip a run whose
@@ -8,6 +9,7 @@ records are all there (on another machine, with the run folder gone) instead of 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -62,6 +64,19 @@ def _kept(manifest: Path) -> dict:
         return {}
 
 
+def train_time(run_dir: Path) -> dict[str, float]:
+    """``train_seconds``: the run's time in training steps (checkpoint writes included; start-up, evaluation and
+    any pause of an interrupted run not), summed over its log windows from ``RUN/log.jsonl``."""
+    seconds, previous = 0.0, 0
+    batch = int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["batch_size"])
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if "samples_per_s" in entry:
+            seconds += (entry["step"] - previous) * batch / entry["samples_per_s"]
+            previous = entry["step"]
+    return {"train_seconds": round(seconds, 1)}
+
+
 def recorded(suite: Suite, results: Path, alias: str, provenance: dict) -> bool:
     """Whether ``results`` holds every record of the suite for ``alias``, made from a run of the same config
     (its ``training.yaml``); a different trainer source is reported, not refused. Records of a run of another
@@ -91,14 +106,10 @@ def recorded(suite: Suite, results: Path, alias: str, provenance: dict) -> bool:
     return complete
 
 
-def _train(
-    variants: list[Variant], spec: ExperimentSpec, world: Path, runs: Path, jobs: int | None
-) -> list[str]:
-    from silc_bench.app.variant_runs import default_jobs, raise_on_failures, train_variants
+def _train(variants: list[Variant], spec: ExperimentSpec, world: Path, runs: Path, jobs: int) -> list[str]:
+    from silc_bench.app.variant_runs import raise_on_failures, train_variants
 
-    done = train_variants(
-        tuple(variants), spec.run, 0, world, runs, spec.threads, jobs or default_jobs(spec.threads)
-    )
+    done = train_variants(tuple(variants), spec.run, 0, world, runs, spec.threads, jobs)
     raise_on_failures(done)
     return [f"{r.variant}={r.run_dir}" for r in done]
 
@@ -115,6 +126,7 @@ def run_experiment(
     written (``results/<table>.md``). Runs whose records are all in ``results`` are skipped, finished runs and
     existing records reused, interrupted runs resumed from their last checkpoint."""
     from silc_bench.app.suite_run import preflight_or_fail, run_suite, suite_data_root
+    from silc_bench.app.variant_runs import default_jobs
 
     spec = parse_experiment(suite)
     chosen = [spec.table(name) for name in tables] if tables else list(spec.tables)
@@ -130,12 +142,16 @@ def run_experiment(
             f"{results}; training {len(todo)} into {runs}",
             file=sys.stderr,
         )
-        if todo:
-            models = _train(todo, spec, world, runs, jobs)
+        at_once = jobs or default_jobs(spec.threads)
+        for start in range(
+            0, len(todo), at_once
+        ):  # a round of runs is evaluated (and kept) before the next trains
+            batch = todo[start : start + at_once]
+            models = _train(batch, spec, world, runs, at_once)
             run_suite(models, suite, world, results, device=device, identities=identities)
-            for v in todo:
-                text = yaml.safe_dump(provenance[v.name], sort_keys=False)
-                atomic_write_text(results / v.name / TRAINING, text)
+            for v in batch:
+                kept = {**provenance[v.name], "threads": spec.threads, **train_time(runs / v.name)}
+                atomic_write_text(results / v.name / TRAINING, yaml.safe_dump(kept, sort_keys=False))
         path = results / f"{table.name}.md"
         atomic_write_text(path, f"<!-- {table_command(results, table)} -->\n{render_table(results, table)}")
         print(f"wrote {path}", file=sys.stderr)

@@ -28,7 +28,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="encoder spec (repeatable); default: the bundled reference checkpoints clip and silc",
     )
     p.add_argument(
-        "--suite", default="default", help="default | paper | ablations | FILE.yaml (default: default)"
+        "--suite",
+        default="default",
+        help="default | paper | ablations | paper_synth | FILE.yaml (default: default)",
     )
     p.add_argument(
         "--data-root", help="folder holding the suite's datasets (default suite: the cached world)"
