@@ -8,6 +8,8 @@ separable per axis, so they are applied as two small matrix products per image (
 float rounding) instead of full-resolution interpolations per window. With ``pamr_iterations`` set, the query
 logits at the original shape are refined by PAMR (``adapters.pamr``) guided by the normalised image resized there
 (bilinear, ``align_corners=False``), as NACLIP does, before the max over synonyms, the argmax and the threshold.
+With ``area_threshold`` set, SCLIP's area filter (:func:`drop_small_classes`) runs on the whole image's class logits
+before the argmax and the threshold.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ def axis_operator(size: int, out_size: int, crop: int, stride: int, patch: int) 
         stitched[start : start + win, k * cells : (k + 1) * cells] = up
         count[start : start + win] += 1
     return (interpolation_matrix(size, out_size) @ (stitched / count)).float()
+
+
+def drop_small_classes(class_logits: Tensor, threshold: float, bg_index: int = 0) -> Tensor:
+    """SCLIP's area filter (``area_thd`` of its ``postprocess_result``) on one image's class logits ``[H, W, C]``:
+    a class other than ``bg_index`` that is the argmax of at most ``threshold`` times the pixels whose argmax is
+    not ``bg_index`` gets logit -inf everywhere, so that its pixels take the best class left (background or a kept
+    class) and a background threshold then applies to that class's probability (SCLIP zeroes its probabilities)."""
+    classes = class_logits.shape[2]
+    area = torch.bincount(class_logits.argmax(dim=2).flatten(), minlength=classes).double()
+    foreground = torch.arange(classes, device=area.device) != bg_index
+    kept = ~foreground | (area > threshold * area[foreground].sum())
+    return class_logits.masked_fill(~kept, -math.inf)
 
 
 def class_names_from(source: str | Sequence | dict) -> list[list[str]]:
@@ -139,6 +153,8 @@ class ZeroShotSegmentor(BaseSegmentor):
         logit_scale: multiplies the cosine logits (default: the encoder's); matters for ``bg_threshold``.
         bg_threshold: pixels whose top class probability (softmax over all queries) is below it get
             ``bg_index`` (datasets with a background class).
+        area_threshold: SCLIP's area filter before the argmax and ``bg_threshold`` (see
+            :func:`drop_small_classes`; datasets with a background class ``bg_index``; None: off).
         max_windows_per_forward: cap on windows per encoder call (default: all windows of the batch at once).
         device: where a SPEC is loaded (default: mmengine's ``get_device()``); windows run on the encoder's device.
         text_embedder: prompts -> embeddings (default: the encoder's tokenize + encode_text), e.g. a cached one.
@@ -157,6 +173,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         stride: int = 224,
         logit_scale: float | None = None,
         bg_threshold: float | None = None,
+        area_threshold: float | None = None,
         bg_index: int = 0,
         max_windows_per_forward: int | None = None,
         device: str | None = None,
@@ -176,6 +193,8 @@ class ZeroShotSegmentor(BaseSegmentor):
             raise UserError(f"encoder {encoder.name!r} has no patch grid: dense modes are unsupported")
         if crop_size < 1 or stride < 1:
             raise UserError(f"crop_size and stride must be positive, got {crop_size} and {stride}")
+        if area_threshold is not None and not 0 < area_threshold < 1:
+            raise UserError(f"area_threshold: expected a fraction in (0, 1), got {area_threshold!r}")
         # encode_dense's keyword for the mode's own knob (the only one: naclip's std)
         dense_options = {"naclip_std": check_naclip_std(naclip_std)} if dense_mode == "naclip" else {}
         refine = None if pamr_iterations is None else check_pamr(pamr_iterations, pamr_dilations)
@@ -190,6 +209,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         self.stride = int(stride)
         self.logit_scale = float(encoder.logit_scale if logit_scale is None else logit_scale)
         self.bg_threshold = bg_threshold
+        self.area_threshold = area_threshold
         self.bg_index = bg_index
         self.max_windows_per_forward = max_windows_per_forward
         self.classes = class_names_from(class_names)
@@ -325,14 +345,28 @@ class ZeroShotSegmentor(BaseSegmentor):
     def _predict_labels(
         self, grid: Tensor, size: tuple[int, int], out_size: tuple[int, int], image: Tensor | None = None
     ) -> Tensor:
-        """``[H0, W0]`` class indices (background threshold applied when set); ``image``: for PAMR."""
+        """``[H0, W0]`` class indices (area filter and background threshold applied when set); ``image``: for
+        PAMR."""
         labels = torch.empty(out_size, dtype=torch.long, device=grid.device)
-        for rows, class_logits, query_logits in self._row_chunks(grid, size, out_size, image):
+        chunks = self._row_chunks(grid, size, out_size, image)
+        if self.area_threshold is not None:
+            chunks = [self._without_small_classes(chunks)]
+        for rows, class_logits, query_logits in chunks:
             best, labels[rows] = class_logits.max(dim=2)
             if self.bg_threshold is not None:
                 top_prob = torch.exp(best - torch.logsumexp(query_logits, dim=2))
                 labels[rows][top_prob < self.bg_threshold] = self.bg_index
         return labels
+
+    def _without_small_classes(
+        self, chunks: Iterator[tuple[slice, Tensor, Tensor]]
+    ) -> tuple[slice, Tensor, Tensor]:
+        """The row ``chunks`` of :meth:`_row_chunks` as one chunk of the whole image, its class logits through
+        :func:`drop_small_classes` (which counts every pixel of the image)."""
+        parts = list(chunks)
+        class_logits = torch.cat([c for _, c, _ in parts])
+        query_logits = torch.cat([q for _, _, q in parts])
+        return slice(None), drop_small_classes(class_logits, self.area_threshold, self.bg_index), query_logits
 
     def class_logits(self, inputs: Tensor, img_shapes: Sequence[tuple[int, int]], out_sizes) -> list[Tensor]:
         """Per image ``[C, H0, W0]`` class logits (max over synonyms) resized to ``out_sizes`` (refined by PAMR

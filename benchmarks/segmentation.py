@@ -42,8 +42,9 @@ if TYPE_CHECKING:
     from benchmarks.records import ResultRecord
     from benchmarks.uncertainty import Outcomes
 
-# naclip_std is recorded only with dense mode naclip, pamr_* only with PAMR on (pamr_iterations set): the records
-# of before these knobs keep their protocol hash (pinned_knobs).
+# naclip_std is recorded only with dense mode naclip, pamr_* only with PAMR on (pamr_iterations set),
+# area_threshold (a knob of the protocols with a background class only) only when set: the records of before these
+# knobs keep their protocol hash (pinned_knobs).
 _ADE = {"dataset": "ADE20KDataset", "split": "validation", "max_long_side": 2048, "names": "dataset",
         "templates": "openai80", "dense_mode": "naive", "logit_scale": 100.0, "bg_threshold": None,
         "naclip_std": NACLIP_STD, "pamr_iterations": None, "pamr_dilations": [8, 16]}  # fmt: skip
@@ -73,15 +74,16 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     # SCLIP / NACLIP at NACLIP's settings: short side 336 (Cityscapes 560), 224 windows every 112 px (VOC: whole
     # images, one window up to the longest side); with a background class, logit scale 40 and background where the
     # top class probability is below 0.1; names: mmseg's classes, with SCLIP/NACLIP's synonyms where they list some.
+    # With a background class, area_threshold: SCLIP's area filter (off: None; the ovss8_sclip suite sets it).
     "voc21": {**_OVSS, "dataset": "PascalVOCDataset", "split": "val", "names": "shipped:voc21", "crop": 2048,
-              "stride": 2048, "logit_scale": 40.0, "bg_threshold": 0.1},
+              "stride": 2048, "logit_scale": 40.0, "bg_threshold": 0.1, "area_threshold": None},
     "voc20": {**_OVSS, "dataset": "PascalVOC20Dataset", "split": "val", "names": "shipped:voc20", "crop": 2048,
               "stride": 2048},
     "context60": {**_OVSS, "dataset": "PascalContextDataset", "split": "val", "logit_scale": 40.0,
-                  "bg_threshold": 0.1},
+                  "bg_threshold": 0.1, "area_threshold": None},
     "context59": {**_OVSS, "dataset": "PascalContextDataset59", "split": "val"},
     "coco-object": {**_OVSS, "dataset": "COCOObjectDataset", "split": "val2017", "names": "shipped:coco-object",
-                    "logit_scale": 40.0, "bg_threshold": 0.1},
+                    "logit_scale": 40.0, "bg_threshold": 0.1, "area_threshold": None},
     "coco-stuff": {**_OVSS, "dataset": "COCOStuffDataset", "split": "val2017"},
     "cityscapes": {**_OVSS, "dataset": "CityscapesDataset", "split": "val", "short_side": 560},
 }  # fmt: skip
@@ -147,7 +149,7 @@ def find_bad_pairs(
 
 def check_knobs(protocol: dict[str, Any]) -> None:
     """Reject knob values no run could use (unknown dense mode, non-positive sizes, a std or PAMR setting that is
-    unusable or set where it does nothing)."""
+    unusable or set where it does nothing, a threshold that is not a fraction)."""
     mode = protocol["dense_mode"]
     if mode not in DENSE_MODES:
         raise UserError(f"--dense-mode {mode!r}: expected one of {', '.join(DENSE_MODES)}")
@@ -169,13 +171,20 @@ def check_knobs(protocol: dict[str, Any]) -> None:
         raise UserError(
             f"protocol knob bg_threshold: expected a probability in (0, 1), got {protocol['bg_threshold']}"
         )
+    area = protocol.get("area_threshold")
+    if area is not None and (isinstance(area, bool) or not isinstance(area, int | float) or not 0 < area < 1):
+        raise UserError(f"protocol knob area_threshold: expected a fraction in (0, 1), got {area!r}")
 
 
 def pinned_knobs(protocol: dict[str, Any]) -> dict[str, Any]:
-    """``protocol`` with ``naclip_std`` kept (as a float) only for dense mode naclip and ``pamr_iterations`` /
-    ``pamr_dilations`` only with PAMR on, so that the records of every other run keep the protocol hash they had
-    before these knobs existed (:func:`check_knobs` has accepted ``protocol``)."""
+    """``protocol`` with ``naclip_std`` kept (as a float) only for dense mode naclip, ``pamr_iterations`` /
+    ``pamr_dilations`` only with PAMR on and ``area_threshold`` (as a float) only when set, so that the records of
+    every other run keep the protocol hash they had before these knobs existed (:func:`check_knobs` has accepted
+    ``protocol``)."""
     pinned = dict(protocol)
+    area = pinned.pop("area_threshold", None)
+    if area is not None:
+        pinned["area_threshold"] = float(area)
     std = pinned.pop("naclip_std", NACLIP_STD)
     if pinned["dense_mode"] == "naclip":
         pinned["naclip_std"] = float(std)
@@ -365,9 +374,11 @@ def config_overrides(
 
 
 def dense_knob_overrides(protocol: dict[str, Any]) -> dict[str, Any]:
-    """The segmentor's ``naclip_std`` (with dense mode naclip) and PAMR settings (with PAMR on) as config
-    overrides; none otherwise, so that the other protocols' configs are their shipped files."""
+    """The segmentor's ``naclip_std`` (with dense mode naclip), PAMR settings (with PAMR on) and area threshold
+    (when set) as config overrides; none otherwise, so that the other protocols' configs are their shipped files."""
     overrides: dict[str, Any] = {}
+    if protocol.get("area_threshold") is not None:
+        overrides["model.area_threshold"] = float(protocol["area_threshold"])
     if protocol["dense_mode"] == "naclip":
         overrides["model.naclip_std"] = float(protocol.get("naclip_std", NACLIP_STD))
     if protocol.get("pamr_iterations") is not None:
@@ -504,6 +515,13 @@ class SegOptions(HarnessOptions):
     logit_scale: float | None = option(None, "cosine logit multiplier", knob=True)
     bg_threshold: float | None = option(
         None, "top-class probability below which a pixel is class 0", knob=True
+    )
+    area_threshold: float | None = option(
+        None,
+        "SCLIP's area filter (protocols with a background class): a class predicted on at most this fraction of "
+        "the non-background pixels is dropped",
+        knob=True,
+        metavar="F",
     )
     visualize: int = option(
         0, "write N image | ground truth | prediction PNGs into the record's folder", metavar="N"

@@ -1,4 +1,5 @@
-r"""Training-step cost: SiLC vs CLIP objective on the same model and batch, and our CLIP step vs open_clip's.
+r"""Training-step cost: SiLC vs CLIP objective on the same model and batch, masked self-distillation's overhead
+over SiLC, and our CLIP step vs open_clip's.
 
     python -m silc_bench.perf.train_step [--model silc-tiny-vit] [--batch 32] [--global-crops 2] \
         [--local-crops 8] [--local-size 32] [--steps 10] [--warmup 3] [--repeats 5] [--threads 1] \
@@ -9,8 +10,9 @@ with ``generate_world(preset="tiny")`` when missing) rewritten with absolute ima
 CSV paths relative to its working directory. Each case runs in its own process, so its peak memory is its own
 (peak RSS from ``wait4`` on CPU; ``torch.cuda.max_memory_allocated`` on CUDA):
 
-- ``ours-clip`` / ``ours-silc``: ``Trainer.run()`` (the real loop: logging every step, EMA, schedules) with
-  objective ``clip`` (one view) or ``silc`` (G global + L local views). A step's time runs from the moment the
+- ``ours-clip`` / ``ours-silc`` / ``ours-masked``: ``Trainer.run()`` (the real loop: logging every step, EMA,
+  schedules) with objective ``clip`` (one view), ``silc`` (G global + L local views) or ``silc_masked`` (the same
+  views, plus the student's block-masked global views and the patch heads; the config's default masking). A step's time runs from the moment the
   loader hands its batch over to the moment the loop asks for the next one, so data loading is excluded and
   all loop overhead is included. Its FLOPs are counted once with ``torch.utils.flop_counter`` (forward,
   backward, teacher forward, head, loss matmuls; CPU attention kernels included, see ``flop_mapping``).
@@ -41,7 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ("ours-clip", "open_clip", "ours-silc")
+CASES = ("ours-clip", "open_clip", "ours-silc", "ours-masked")
+OBJECTIVES = {"ours-clip": "clip", "ours-silc": "silc", "ours-masked": "silc_masked"}  # our cases' objectives
 OPEN_CLIP_LINE = re.compile(r"Train Epoch: \d+ .*Data \(t\): ([\d.]+) Batch \(t\): ([\d.]+)")
 
 
@@ -121,7 +124,7 @@ class TimedLoader:
 def ours_config(args: argparse.Namespace, objective: str, csv: Path, steps: int):
     from silc.config import config_from_dict
 
-    silc = objective == "silc"
+    silc = objective != "clip"
     size = image_size(model_config(args.model))
     return config_from_dict(
         {
@@ -265,6 +268,7 @@ def summarise(args: argparse.Namespace, runs: list[dict[str, dict]]) -> dict:
     flop_ratio = runs[0]["ours-silc"]["flops"] / runs[0]["ours-clip"]["flops"]
     silc_ratio = statistics.median(r["ours-silc"]["step_s"] / r["ours-clip"]["step_s"] for r in runs)
     oc_ratio = statistics.median(r["ours-clip"]["step_s"] / r["open_clip"]["step_s"] for r in runs)
+    masked_ratio = statistics.median(r["ours-masked"]["step_s"] / r["ours-silc"]["step_s"] for r in runs)
     return {
         "recipe": f"{args.model}, batch {args.batch}, SiLC views {args.global_crops}x"
         f"{image_size(model_config(args.model))} global + {args.local_crops}x{args.local_size} local, "
@@ -274,12 +278,15 @@ def summarise(args: argparse.Namespace, runs: list[dict[str, dict]]) -> dict:
         "step_s_best": {case: best(case) for case in CASES},
         "peak_mem_mb": {case: med(case, mem_key) for case in CASES},
         "peak_mem_kind": "cuda max_memory_allocated" if args.device == "cuda" else "peak RSS",
-        "gflops_per_step": {case: runs[0][case]["flops"] / 1e9 for case in ("ours-clip", "ours-silc")},
+        "gflops_per_step": {case: runs[0][case]["flops"] / 1e9 for case in OBJECTIVES},
         "silc_over_clip_time": silc_ratio,
         "silc_over_clip_flops": flop_ratio,
         "silc_overhead_vs_flop_ideal": silc_ratio / flop_ratio,
         "ours_clip_over_open_clip_time": oc_ratio,
+        "masked_over_silc_time": masked_ratio,
+        "masked_over_silc_flops": runs[0]["ours-masked"]["flops"] / runs[0]["ours-silc"]["flops"],
         "best_of_repeats": {
+            "masked_over_silc_time": best("ours-masked") / best("ours-silc"),
             "silc_overhead_vs_flop_ideal": best("ours-silc") / best("ours-clip") / flop_ratio,
             "ours_clip_over_open_clip_time": best("ours-clip") / best("open_clip"),
         },
@@ -302,12 +309,17 @@ def report(summary: dict) -> None:
         f"-> overhead {summary['silc_overhead_vs_flop_ideal']:.3f}x (goal <= 1.05)"
     )
     print(
+        f"  masked SiLC / SiLC time ratio {summary['masked_over_silc_time']:.3f}, FLOP ratio "
+        f"{summary['masked_over_silc_flops']:.3f} ({g['ours-masked']:.1f} / {g['ours-silc']:.1f} GFLOP)"
+    )
+    print(
         f"  our CLIP step / open_clip_train step: {summary['ours_clip_over_open_clip_time']:.3f} (goal <= 1)"
     )
     b = summary["best_of_repeats"]
     print(
         f"  best of repeats: SiLC overhead {b['silc_overhead_vs_flop_ideal']:.3f}x, "
-        f"our CLIP / open_clip {b['ours_clip_over_open_clip_time']:.3f}"
+        f"our CLIP / open_clip {b['ours_clip_over_open_clip_time']:.3f}, masked / SiLC "
+        f"{b['masked_over_silc_time']:.3f}"
     )
 
 
@@ -341,9 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is None:
         args.workers = 4 if args.device == "cuda" else 0
     if args.case:
-        result = (
-            run_open_clip(args) if args.case == "open_clip" else run_ours(args, args.case[len("ours-") :])
-        )
+        result = run_open_clip(args) if args.case == "open_clip" else run_ours(args, OBJECTIVES[args.case])
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
