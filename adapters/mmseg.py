@@ -350,7 +350,7 @@ class ZeroShotSegmentor(BaseSegmentor):
         labels = torch.empty(out_size, dtype=torch.long, device=grid.device)
         chunks = self._row_chunks(grid, size, out_size, image)
         if self.area_threshold is not None:
-            pass
+            chunks = [self._without_small_classes(chunks)]
         for rows, class_logits, query_logits in chunks:
             best, labels[rows] = class_logits.max(dim=2)
             if self.bg_threshold is not None:
