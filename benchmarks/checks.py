@@ -18,7 +18,9 @@ import pandas as pd
 from benchmarks import uncertainty
 from benchmarks.records import protocol_hash
 from benchmarks.registry import get_harness, harnesses
-from benchmarks.tables import LoadedRecord, Model, PairedGains, RowKey, scalar_metrics, seed_groups
+from benchmarks.table_gains import PairedGains
+from benchmarks.table_models import Model, seed_groups
+from benchmarks.table_rows import LoadedRecord, RowKey, scalar_metrics
 from silc.errors import UserError
 
 KINDS = ("not_above_chance", "above_chance", "gain")
@@ -304,7 +306,7 @@ class _Judge:
 def run_checks(
     checks: list[Check], loaded: list[LoadedRecord], resamples: int | None = None
 ) -> list[CheckResult]:
-    """Each check judged on ``loaded`` (:func:`benchmarks.tables.load_results`); a missing model, record,
+    """Each check judged on ``loaded`` (:func:`benchmarks.table_rows.load_results`); a missing model, record,
     metric, chance level or interval fails the check, saying which. Gains (and a seed group's interval) use the
     tables' paired bootstrap with ``resamples`` (None: as many as the records' own intervals, their seed)."""
     judge = _Judge(loaded, resamples)

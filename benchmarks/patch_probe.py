@@ -7,7 +7,7 @@ follow ``reduce_zero_label`` (0 is ignored, k becomes k-1). The target of a trai
 valid label among its pixels (of the label map resized nearest to the image). The head is BatchNorm + a linear
 layer (the ``BNHead`` of the mmseg probe), trained full-batch with AdamW for a fixed number of steps from a fixed
 seed. A validation image's patch logits are upsampled bilinearly to the padded image, cropped, resized to the
-label map and arg-maxed; its per-class areas are IoUMetric's (:func:`benchmarks.segmentation.image_areas`), so
+label map and arg-maxed; its per-class areas are IoUMetric's (:func:`benchmarks.seg_areas.image_areas`), so
 the metrics come from the same area sums as every seg-ade20k record.
 """
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from adapters.encoder import Encoder
 from benchmarks.readers.images import bomb_warnings_silenced, decode_label_map, decode_rgb
-from benchmarks.segmentation import AREA_KEYS, image_areas
+from benchmarks.seg_areas import AREA_KEYS, image_areas
 
 IGNORE = 255
 

@@ -11,7 +11,10 @@ from matplotlib.figure import Figure
 
 from benchmarks import uncertainty
 from benchmarks.records import ResultRecord, protocol_hash
-from benchmarks.tables import SEED_PATTERN, LoadedRecord, PairedGains, main_table
+from benchmarks.table_gains import PairedGains
+from benchmarks.table_main import main_table
+from benchmarks.table_models import SEED_PATTERN
+from benchmarks.table_rows import LoadedRecord
 from silc.errors import UserError
 from silc.io import atomic_write
 

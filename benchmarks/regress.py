@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.records import ResultRecord, protocol_hash
-from benchmarks.tables import scalar_metrics
+from benchmarks.table_rows import scalar_metrics
 from silc.errors import UserError
 from silc.io import atomic_write_text
 

@@ -18,19 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.registry import Evaluation, collect_problems
-from benchmarks.segmentation import (
-    CONFIG_DIR,
+from benchmarks.seg_areas import (
+    area_outcomes,
+    metrics_from_areas,
+    per_class_extra,
+    per_class_from_areas,
+    seg_outcomes,
+)
+from benchmarks.seg_config import CONFIG_DIR, mm_missing, run_config
+from benchmarks.seg_dataset import (
     LAYOUT,
     ade_root,
-    area_outcomes,
     check_label_sample,
     check_pairs,
     dataset_classes,
     decode_check,
-    mm_missing,
-    per_class_extra,
-    run_config,
-    seg_outcomes,
 )
 from silc.errors import UserError
 
@@ -272,7 +274,6 @@ def _patch_probe(
     import numpy as np
 
     from benchmarks.patch_probe import ProbeSettings, patch_probe
-    from benchmarks.segmentation import metrics_from_areas, per_class_from_areas
 
     settings = ProbeSettings(**{k: protocol[k] for k in ProbeSettings.__dataclass_fields__})
     result = patch_probe(

@@ -14,7 +14,7 @@ from mmseg.evaluation import IoUMetric
 from mmseg.registry import DATASETS, HOOKS, METRICS
 
 from adapters.class_queries import read_names_file
-from benchmarks.segmentation import AREA_KEYS
+from benchmarks.seg_areas import AREA_KEYS
 from silc.errors import UserError
 from silc.io import atomic_write
 

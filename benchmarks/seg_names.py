@@ -2,8 +2,10 @@
 
 A shipped list names the classes of one mmseg dataset class, line k for class k: mmseg's class name first, then
 the synonyms that the open-vocabulary segmentation papers (SCLIP, NACLIP) prompt with for it, comma-separated;
-every synonym is its own query and a class scores the best of its queries (``adapters.class_queries``). A
-protocol's ``names`` knob selects one as ``shipped:<name>``.
+every synonym is its own query and a class scores the best of its queries (``adapters.class_queries``). The
+``clearclip-*`` lists are ClearCLIP's released ``configs/cls_*.txt`` instead: one query per class, its words (e.g.
+``ship`` for mmseg's ``boat``, ``background`` alone). A protocol's ``names`` knob selects one as
+``shipped:<name>``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ SHIPPED_NAMES: dict[str, str] = {
     "voc21": "PascalVOCDataset",
     "voc20": "PascalVOC20Dataset",
     "coco-object": "COCOObjectDataset",
+    "clearclip-voc21": "PascalVOCDataset",
+    "clearclip-voc20": "PascalVOC20Dataset",
+    "clearclip-coco-object": "COCOObjectDataset",
 }
 
 

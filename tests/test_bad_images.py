@@ -360,7 +360,7 @@ def test_seg_checks_every_image_before_mmseg_and_skips_them(tmp_path, capsys) ->
 
 @pytest.mark.mm
 def test_seg_a_label_map_that_does_not_decode_leaves_its_image_out(tmp_path) -> None:
-    from benchmarks.segmentation import find_bad_pairs
+    from benchmarks.seg_dataset import find_bad_pairs
 
     ade = _seg_world(tmp_path / "world") / "ADEChallengeData2016"
     label = ade / "annotations" / "validation" / "ADE_val_00000003.png"

@@ -20,7 +20,7 @@ from benchmarks.checks import (
     signal_table,
 )
 from benchmarks.registry import harnesses
-from benchmarks.tables import LoadedRecord, load_results
+from benchmarks.table_rows import LoadedRecord, load_results
 from silc.errors import UserError
 from tests.test_uncertainty_tables import UNITS, write_with_outcomes, zs_arrays
 

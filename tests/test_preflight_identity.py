@@ -16,7 +16,8 @@ from benchmarks import identity
 from benchmarks.records import ResultRecord, read_records, write_record
 from benchmarks.registry import get_harness
 from benchmarks.suites import load_suite
-from benchmarks.tables import build_table, load_results
+from benchmarks.table_rows import load_results
+from benchmarks.tables import build_table
 from silc_bench.cli import main
 from tests.global_fixtures import write_imagefolder
 from tests.seg_fixtures import save_jpeg, save_label

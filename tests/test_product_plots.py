@@ -83,7 +83,8 @@ def _seg_with_outcomes(results: Path, model: str, intersect: np.ndarray, union: 
 
 
 def test_plots_with_paired_intervals(tmp_path: Path) -> None:
-    from benchmarks.tables import PairedGains, load_results
+    from benchmarks.table_gains import PairedGains
+    from benchmarks.table_rows import load_results
 
     rng = np.random.default_rng(0)
     union = rng.integers(50, 100, (16, 2))

@@ -128,7 +128,10 @@ def test_reused_record_from_other_weights_is_refused(env, weights, capsys) -> No
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        (("--suite", "no-such-suite"), "unknown suite 'no-such-suite'; known: ablations, default, paper"),
+        (
+            ("--suite", "no-such-suite"),
+            "unknown suite 'no-such-suite'; known: ablations, default, ovss8, ovss8_clearclip",
+        ),
         (("--model", "x=/no/such/checkpoint.pt"), "/no/such/checkpoint.pt: no such file or directory"),
         (("--baseline", "nobody"), "--baseline 'nobody': no --model has that alias"),
         (("--bootstrap", "1"), "--bootstrap must be 0 (no intervals) or >= 2"),

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from benchmarks.records import ResultRecord, write_record
-from benchmarks.tables import build_table, load_results, render
+from benchmarks.table_render import render
+from benchmarks.table_rows import load_results
+from benchmarks.tables import build_table
 from silc.errors import UserError
 from silc_bench.cli import main
 

@@ -9,7 +9,9 @@ import pytest
 
 from benchmarks.records import write_record
 from benchmarks.registry import get_harness
-from benchmarks.tables import build_table, load_results, render
+from benchmarks.table_render import render
+from benchmarks.table_rows import load_results
+from benchmarks.tables import build_table
 from silc.errors import UserError
 from silc_bench.cli import main
 from tests.test_product_tables import make_record

@@ -22,14 +22,14 @@ from mmengine.runner import Runner  # noqa: E402
 from mmseg.registry import DATASETS  # noqa: E402
 
 import benchmarks.seg_mmseg  # noqa: E402, F401  (registers PascalVOC20Dataset)
-from benchmarks.segmentation import (  # noqa: E402
+from benchmarks.seg_config import (  # noqa: E402
     CONFIG_FILES,
-    PROTOCOLS,
     RUN_KEYS,
     config_file,
     config_overrides,
     load_config,
 )
+from benchmarks.seg_protocols import PROTOCOLS  # noqa: E402
 from tests.conftest import TINY_MODEL_CONFIG  # noqa: E402
 from tests.seg_fixtures import block_labels, save_jpeg, save_label, write_ade  # noqa: E402
 

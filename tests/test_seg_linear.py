@@ -19,7 +19,7 @@ require_mm()  # before the mm imports below: fails when mm is missing, skips wit
 
 from benchmarks.registry import get_harness  # noqa: E402
 from benchmarks.runner import run_harness  # noqa: E402
-from benchmarks.segmentation import AREA_KEYS, image_areas, metrics_from_areas  # noqa: E402
+from benchmarks.seg_areas import AREA_KEYS, image_areas, metrics_from_areas  # noqa: E402
 from benchmarks.uncertainty import Outcomes  # noqa: E402
 from silc_bench.cli import main  # noqa: E402
 from tests.conftest import TINY_MODEL_CONFIG  # noqa: E402

@@ -27,7 +27,8 @@ from adapters.mmseg import ZeroShotSegmentor  # noqa: E402
 from adapters.pamr import NACLIP_DILATIONS, pamr  # noqa: E402
 from benchmarks.records import protocol_hash, read_record  # noqa: E402
 from benchmarks.registry import get_harness  # noqa: E402
-from benchmarks.segmentation import PROTOCOLS, check_knobs, config_overrides  # noqa: E402
+from benchmarks.seg_config import config_overrides  # noqa: E402
+from benchmarks.seg_protocols import PROTOCOLS, check_knobs  # noqa: E402
 from silc.errors import UserError  # noqa: E402
 from silc_bench.cli import main  # noqa: E402
 from tests.conftest import TINY_MODEL_CONFIG  # noqa: E402
@@ -316,7 +317,7 @@ def test_bad_knobs_are_one_line_user_errors(knobs, message):
 def test_config_overrides_carry_the_new_knobs_only_when_used():
     from mmengine.config import Config
 
-    from benchmarks.segmentation import config_file
+    from benchmarks.seg_config import config_file
 
     def overrides(**knobs):
         protocol = {**PROTOCOLS["synth"], **knobs}

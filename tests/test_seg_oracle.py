@@ -21,7 +21,7 @@ from mmseg.datasets import ADE20KDataset  # noqa: E402
 from adapters.mmseg import ZeroShotSegmentor  # noqa: E402
 from benchmarks.registry import get_harness  # noqa: E402
 from benchmarks.runner import run_harness  # noqa: E402
-from benchmarks.segmentation import load_config, run_config  # noqa: E402
+from benchmarks.seg_config import load_config, run_config  # noqa: E402
 from silc.errors import UserError  # noqa: E402
 from tests.seg_fixtures import COLOURS, ColourOracle, colourise_ade, stripe_labels, write_ade  # noqa: E402
 

@@ -26,8 +26,9 @@ from mmseg.registry import DATASETS  # noqa: E402
 
 from benchmarks.records import read_record  # noqa: E402
 from benchmarks.registry import get_harness  # noqa: E402
+from benchmarks.seg_config import load_config  # noqa: E402
+from benchmarks.seg_dataset import dataset_root  # noqa: E402
 from benchmarks.seg_mmseg import COCOObjectDataset  # noqa: E402
-from benchmarks.segmentation import dataset_root, load_config  # noqa: E402
 from benchmarks.suites import load_suite  # noqa: E402
 from silc.data.synth.world import OBJECT_LABEL_OFFSET  # noqa: E402
 from silc_bench.app.references import reference_specs  # noqa: E402

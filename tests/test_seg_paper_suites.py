@@ -22,9 +22,11 @@ import adapters.mmseg  # noqa: E402
 from adapters.mmseg import ZeroShotSegmentor, drop_small_classes  # noqa: E402
 from benchmarks.records import protocol_hash, read_record, write_record  # noqa: E402
 from benchmarks.registry import get_harness  # noqa: E402
-from benchmarks.segmentation import PROTOCOLS, check_knobs, config_overrides, pinned_knobs  # noqa: E402
+from benchmarks.seg_config import config_overrides  # noqa: E402
+from benchmarks.seg_protocols import PROTOCOLS, check_knobs, pinned_knobs  # noqa: E402
 from benchmarks.suites import load_suite  # noqa: E402
-from benchmarks.tables import build_table, load_results  # noqa: E402
+from benchmarks.table_rows import load_results  # noqa: E402
+from benchmarks.tables import build_table  # noqa: E402
 from silc.errors import UserError  # noqa: E402
 from silc_bench.app.references import reference_specs  # noqa: E402
 from silc_bench.cli import main  # noqa: E402
@@ -79,6 +81,9 @@ NACLIP = {
     "cityscapes": (560, 224, 112, 40.0, None, None),
     "ade-336": (336, 224, 112, 40.0, None, None),
 }
+# ClearCLIP prompts VOC21, VOC20 and COCO-Object with its own lists (configs/cls_*.txt: one name per class, no
+# synonyms); the other papers and datasets with the ovss8 protocols' names.
+PAPER_NAMES = {("clearclip", name): f"shipped:clearclip-{name}" for name in ("voc21", "voc20", "coco-object")}
 # Each paper's method, the same on every benchmark: dense mode and (NACLIP's default and README main results) PAMR.
 METHOD = {
     "sclip": {"dense_mode": "sclip", "pamr_iterations": None},
@@ -88,7 +93,7 @@ METHOD = {
 PAPERS = {"sclip": SCLIP, "clearclip": CLEARCLIP, "naclip": NACLIP}
 # what a paper suite may set on the ovss8 protocols; everything else (dataset, split, names, templates) is theirs
 KNOBS = {"dense_mode", "naclip_std", "pamr_iterations", "pamr_dilations", "short_side", "crop", "stride",
-         "logit_scale", "bg_threshold", "area_threshold"}  # fmt: skip
+         "logit_scale", "bg_threshold", "area_threshold", "names"}  # fmt: skip
 
 
 def _expected(paper: str, name: str) -> dict:
@@ -102,6 +107,7 @@ def _expected(paper: str, name: str) -> dict:
         "logit_scale": logit_scale,
         "bg_threshold": bg,
         "area_threshold": area,
+        "names": PAPER_NAMES.get((paper, name), PROTOCOLS[name]["names"]),
     }
 
 
@@ -188,7 +194,7 @@ def test_the_area_filter_is_recorded_only_when_set():
 def test_config_overrides_carry_the_area_filter_only_when_set():
     from mmengine.config import Config
 
-    from benchmarks.segmentation import config_file
+    from benchmarks.seg_config import config_file
 
     def overrides(**knobs):
         protocol = {**PROTOCOLS["voc21"], **knobs}

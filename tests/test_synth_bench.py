@@ -145,7 +145,7 @@ def test_readers_see_the_photos_as_torchvision_and_clip_benchmark_do(photo_world
     from benchmarks.identity import count_images
     from benchmarks.readers.classification import read_classification
     from benchmarks.readers.karpathy import read_karpathy
-    from benchmarks.segmentation import find_bad_pairs
+    from benchmarks.seg_dataset import find_bad_pairs
 
     root = photo_world / "imagenet"
     ours = read_classification(root, "val")

@@ -20,8 +20,8 @@ from mmseg.evaluation import IoUMetric  # noqa: E402
 from benchmarks.records import artefacts_dir  # noqa: E402
 from benchmarks.registry import get_harness  # noqa: E402
 from benchmarks.runner import run_harness  # noqa: E402
+from benchmarks.seg_areas import metrics_from_areas, summed_areas  # noqa: E402
 from benchmarks.seg_mmseg import PerClassIoUMetric  # noqa: E402
-from benchmarks.segmentation import metrics_from_areas, summed_areas  # noqa: E402
 from benchmarks.uncertainty import OUTCOMES_FILE, Outcomes, resample_counts  # noqa: E402
 from tests.seg_fixtures import ColourOracle, colour_of, save_jpeg, save_label  # noqa: E402
 

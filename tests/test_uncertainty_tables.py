@@ -16,7 +16,10 @@ import pytest
 from benchmarks import uncertainty
 from benchmarks.records import artefacts_dir, record_path, write_record
 from benchmarks.registry import _REGISTRY, Harness
-from benchmarks.tables import build_table, load_results, render, seed_groups
+from benchmarks.table_models import seed_groups
+from benchmarks.table_render import render
+from benchmarks.table_rows import load_results
+from benchmarks.tables import build_table
 from benchmarks.uncertainty import Outcomes
 from silc.errors import UserError
 from silc_bench.cli import main

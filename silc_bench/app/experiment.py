@@ -36,7 +36,10 @@ def table_command(results: Path, table: ExperimentTable) -> str:
 
 def render_table(results: Path, table: ExperimentTable) -> str:
     """``table`` as Markdown, with its caption, from the records under ``results`` (``silc-bench table``'s path)."""
-    from benchmarks.tables import build_table, caption, load_results, render, select_models
+    from benchmarks.table_models import select_models
+    from benchmarks.table_render import caption, render
+    from benchmarks.table_rows import load_results
+    from benchmarks.tables import build_table
 
     df = build_table(select_models(load_results(results), table.recipes), table.layout, table.baseline)
     return render(df, "md", table.layout) + caption(df)

@@ -57,7 +57,7 @@ class Outcome:
 
 
 def _render(df: pd.DataFrame) -> str:
-    from benchmarks.tables import render
+    from benchmarks.table_render import render
 
     return render(df, "md", "full")
 
@@ -126,7 +126,7 @@ def _metrics_tier(
     from benchmarks.checks import chance_exemptions, checks_table, run_checks, signal_findings, signal_table
     from benchmarks.records import read_record
     from benchmarks.regress import compare, findings_table, read_reference, reference_lines
-    from benchmarks.tables import LoadedRecord
+    from benchmarks.table_rows import LoadedRecord
     from silc_bench.app.suite_run import run_suite
     from silc_bench.app.variant_runs import raise_on_failures, train_variants
 

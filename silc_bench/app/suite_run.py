@@ -102,7 +102,9 @@ def print_table(paths: list[Path], baseline: str | None, out=None) -> None:
     """The main comparison table of the records at ``paths`` (Markdown on stdout): gains with their paired-bootstrap
     95 % intervals (bold where the interval excludes 0) when the records kept per-sample outcomes."""
     from benchmarks.records import read_record
-    from benchmarks.tables import LoadedRecord, build_table, caption, render
+    from benchmarks.table_render import caption, render
+    from benchmarks.table_rows import LoadedRecord
+    from benchmarks.tables import build_table
 
     loaded = [LoadedRecord(p, read_record(p)) for p in sorted(set(paths))]
     df = build_table(loaded, "main", baseline)

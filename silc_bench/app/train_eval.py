@@ -73,7 +73,7 @@ def build_eval_fn(
     from benchmarks.runner import run_harness
     from benchmarks.sharding import alone
     from benchmarks.suites import load_suite
-    from benchmarks.tables import scalar_metrics
+    from benchmarks.table_rows import scalar_metrics
 
     if weights not in WEIGHTS:
         raise UserError(f"eval.weights: expected one of {list(WEIGHTS)}, got {weights!r}")

@@ -15,7 +15,10 @@ from silc.errors import UserError
 
 # name -> (module defining ``configure(parser)``, one-line help shown by ``silc-bench --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("silc_bench.cli.data", "write the synthetic world or OV-COCO files, or preview a data folder"),
+    "data": (
+        "silc_bench.cli.data",
+        "write the synthetic world, OV-COCO files, COCO-Object or the ovss8 synthetic layouts, or preview a data folder",
+    ),
     "info": (
         "silc_bench.cli.info",
         "print a model's name, dims, patch size, normalisation, dense modes and weights fingerprint",

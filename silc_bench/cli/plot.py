@@ -9,7 +9,7 @@ from pathlib import Path
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from benchmarks.plots import plot_all
-    from benchmarks.tables import default_baseline
+    from benchmarks.table_models import default_baseline
     from silc_bench.cli.table import seed_pattern, selected_records
 
     group = seed_pattern(args)

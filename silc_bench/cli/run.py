@@ -30,7 +30,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--suite",
         default="default",
-        help="default | paper | ablations | paper_synth | FILE.yaml (default: default)",
+        help=(
+            "default | paper | ablations | paper_synth | ovss8 | ovss8_sclip | ovss8_clearclip | ovss8_naclip"
+            " (the ovss8 ones also as NAME_synth) | FILE.yaml (default: default)"
+        ),
     )
     p.add_argument(
         "--data-root", help="folder holding the suite's datasets (default suite: the cached world)"

@@ -10,7 +10,9 @@ from silc.io import atomic_write_text
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from benchmarks.tables import build_table, default_baseline, render
+    from benchmarks.table_models import default_baseline
+    from benchmarks.table_render import render
+    from benchmarks.tables import build_table
 
     group = seed_pattern(args)
     loaded = selected_records(args, group)
@@ -27,7 +29,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def selected_records(args: argparse.Namespace, group: str | None) -> list:
     """The records under ``--results`` of the models ``--models`` names (all when it is not given)."""
-    from benchmarks.tables import load_results, select_models
+    from benchmarks.table_models import select_models
+    from benchmarks.table_rows import load_results
 
     loaded = load_results(args.results)
     return select_models(loaded, [m for m in args.models.split(",") if m], group) if args.models else loaded
@@ -35,7 +38,7 @@ def selected_records(args: argparse.Namespace, group: str | None) -> list:
 
 def seed_pattern(args: argparse.Namespace) -> str | None:
     """The seed-group regex of ``--group``/``--no-group`` (None: no groups)."""
-    from benchmarks.tables import SEED_PATTERN
+    from benchmarks.table_models import SEED_PATTERN
 
     return None if args.no_group else (args.group or SEED_PATTERN)
 

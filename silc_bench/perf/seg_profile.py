@@ -56,7 +56,8 @@ class DenseTimer:
 def protocol_for(harness, name: str, root: Path, knobs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The protocol ``name`` with ``knobs``, or on a folder with its own vocabulary ``synth`` with ``name``'s
     recipe knobs and ``knobs``."""
-    from benchmarks.segmentation import PROTOCOLS, ade_root, own_vocabulary
+    from benchmarks.seg_dataset import ade_root, own_vocabulary
+    from benchmarks.seg_protocols import PROTOCOLS
 
     protocol = harness.resolve_protocol(name, knobs)
     if protocol["dataset"] == "ADE20KDataset" and own_vocabulary(ade_root(root)) is not None:
