@@ -25,6 +25,7 @@ QUANTITIES = (
     "loss",
     "loss_contrastive",
     "loss_distill",
+    "loss_masked",
     "grad_norm",
     "logit_scale",
     "teacher_student_distance",

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
-from torch import nn
 from torch.nn import functional as F
 
+from silc.losses.centering import CenteredDistillation
 
-class DINOLoss(nn.Module):
+
+class DINOLoss(CenteredDistillation):
     """Mean over (teacher view i, student view v ≠ i) of  −Σ_k softmax((t_i − c)/τ_t)_k · log softmax(s_v/τ_s)_k.
 
     Student views are ordered globals first (view i of the student is the same crop as teacher view i, hence
     skipped), then locals. The centre ``c`` is an EMA (momentum ``center_momentum``) of the teacher outputs'
     batch mean, all-reduced across ranks, updated after the loss is computed.
     """
-
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
-        super().__init__()
-        self.student_temp = student_temp
-        self.center_momentum = center_momentum
-        self.register_buffer("center", torch.zeros(1, out_dim))
 
     def forward(
         self,
@@ -34,7 +28,7 @@ class DINOLoss(nn.Module):
         """``student_out``: [S·B, K] view-major; ``teacher_out``: [G·B, K] view-major (no gradient needed)."""
         student = (student_out.float() / self.student_temp).chunk(n_student_views)
         teacher_out = teacher_out.detach().float()
-        targets = F.softmax((teacher_out - self.center) / teacher_temp, dim=-1).chunk(n_teacher_views)
+        targets = self.teacher_targets(teacher_out, teacher_temp).chunk(n_teacher_views)
         total = student_out.new_zeros((), dtype=torch.float32)
         pairs = 0
         for i, q in enumerate(targets):
@@ -48,13 +42,3 @@ class DINOLoss(nn.Module):
         if update_center:
             self.update_center(teacher_out)
         return total / pairs
-
-    @torch.no_grad()
-    def update_center(self, teacher_out: torch.Tensor) -> None:
-        """c ← m·c + (1 − m)·mean of the teacher outputs over the global batch (all ranks)."""
-        batch_sum = teacher_out.sum(dim=0, keepdim=True)
-        count = torch.tensor(float(teacher_out.shape[0]), device=teacher_out.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(batch_sum)
-            dist.all_reduce(count)
-        self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)
