@@ -60,7 +60,7 @@ def test_ablation_suite_variants_are_shipped_configs() -> None:
     variants = parse_regress_spec(load_suite("ablations")).variants
     assert shipped_configs() == ROOT / "configs"
     assert {v.config.parent for v in variants} == {ROOT / "configs" / "ablations"}
-    assert all(v.config.is_file() for v in variants) and len(variants) == 6
+    assert all(v.config.is_file() for v in variants) and len(variants) == 7
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -118,7 +118,7 @@ def test_wheel_in_a_fresh_venv_outside_the_checkout(tmp_path: Path, synth_root: 
     assert all(Path(m).is_relative_to(site) for m in probe["modules"]), probe["modules"]
     assert [Path(p).relative_to(site).parts[:3] for p in probe["variants"]] == [
         ("silc", "configs", "ablations")
-    ] * 6
+    ] * 7
 
     help_text = _run([str(venv / "bin" / "silc-bench"), "regress", "--help"], elsewhere, env)
     assert help_text.startswith("usage: silc-bench regress")

@@ -59,7 +59,7 @@ def test_identical_trajectories_pass():
         "clip": make_traj(1, ("loss", "loss_contrastive", "grad_norm", "logit_scale")),
     }
     findings = compare_trajectories(ref, dict(ref), TOL)
-    assert len(findings) == 7 + 4 and all(f.status == "ok" for f in findings)
+    assert len(findings) == len(QUANTITIES) + 4 and all(f.status == "ok" for f in findings)
     assert all(f.max_rel_deviation == 0.0 and f.first_step is None for f in findings)
     assert trajectory_table(findings).empty
 
